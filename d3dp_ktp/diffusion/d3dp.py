@@ -1,0 +1,185 @@
+"""The D3DP diffusion wrapper: owns the schedule, the training objective and the sampler (SPEC §4).
+
+Symbols follow the papers: x0 clean pose, x_t noisy pose, t diffusion step, ᾱ (alpha_bar), η (eta),
+H hypotheses, K DDIM steps. The trainer only calls ``loss``; users only call ``sample``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .. import metrics
+from ..skeleton import Skeleton, flip_pose
+from .config import DiffusionConfig, check_sampling_args
+from .scheduler import D3DPScheduler
+
+
+_JOINT_WEIGHTS = {"h36m": metrics.H36M_JOINT_WEIGHTS, "humaneva15": metrics.HUMANEVA15_JOINT_WEIGHTS}
+
+
+@dataclass
+class LossOutput:
+    loss: torch.Tensor        # what to call backward on (L·sg(L) when loss_scaled_gradient, else L)
+    value: torch.Tensor       # the objective L itself (detached), for logging
+    mpjpe: torch.Tensor       # MPJPE of x̂0 in metres (detached)
+
+
+class D3DP(nn.Module):
+    """x0-predicting conditional diffusion around a denoiser ``pose_estimator(x2d, x_t, t)``."""
+
+    def __init__(self, pose_estimator: nn.Module, cfg: DiffusionConfig, skeleton: Skeleton,
+                 keypoint_skeleton: Skeleton | None = None):
+        super().__init__()
+        cfg.validate()
+        if cfg.weighted_mpjpe and skeleton.name not in _JOINT_WEIGHTS:
+            raise ValueError(f"diffusion.weighted_mpjpe has joint weights for {list(_JOINT_WEIGHTS)} only, "
+                             f"not layout '{skeleton.name}'")
+        self.pose_estimator = pose_estimator
+        self.cfg = cfg
+        self.skeleton = skeleton
+        self.keypoint_skeleton = keypoint_skeleton or skeleton
+        self.scheduler = D3DPScheduler(num_train_timesteps=cfg.num_train_timesteps, cosine_s=cfg.cosine_s)
+
+    # ---------------------------------------------------------------- training
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = sqrt(ᾱ_t)·x0 + sqrt(1-ᾱ_t)·ε, per sample t (DDPM eq. 4)."""
+        return self.scheduler.add_noise(x0, noise, t)
+
+    def noisy_input(self, y: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Network input for training: clamp(q_sample(scale·y), ±clamp·scale) / scale (SPEC §4.3.2)."""
+        s, c = self.cfg.scale, self.cfg.clamp
+        return torch.clamp(self.q_sample(y * s, t, noise), -c * s, c * s) / s
+
+    def loss(self, x2d: torch.Tensor, y3d: torch.Tensor, t: torch.Tensor | None = None,
+             noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> LossOutput:
+        """Denoising objective on a batch. x2d (B, T, J, 2), y3d (B, T, J, 3) in metres.
+
+        The target root is zeroed (the root column may carry the trajectory); the predicted root is
+        not, so the loss pulls it to 0 as in D3DP. t (B,) and noise (B, T, J, 3) may be given.
+        """
+        _check_pair(x2d, y3d)
+        B = y3d.shape[0]
+        y = y3d.clone()
+        y[..., self.skeleton.root, :] = 0
+        if t is None:
+            t = torch.randint(0, self.cfg.num_train_timesteps, (B,), generator=generator).to(y.device)
+        if noise is None:
+            noise = torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
+        x_t = self.noisy_input(y, t, noise)
+        y_hat = self.pose_estimator(x2d, x_t, t)
+        value = self._objective(y_hat.float(), y)
+        scaled = value * value.detach() if self.cfg.loss_scaled_gradient else value
+        return LossOutput(loss=scaled, value=value.detach(), mpjpe=metrics.mpjpe(y_hat.detach().float(), y))
+
+    def _objective(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """MPJPE (D3DP), or WMPJPE + λ_tc·TC + λ_vel·MPJVE (KTPFormer eq. 14) when configured."""
+        cfg = self.cfg
+        if cfg.weighted_mpjpe:
+            w = torch.tensor(_JOINT_WEIGHTS[self.skeleton.name], dtype=y.dtype, device=y.device)
+            value = metrics.weighted_mpjpe(y_hat, y, w)
+        else:
+            w = torch.ones(y.shape[-2], dtype=y.dtype, device=y.device)
+            value = metrics.mpjpe(y_hat, y)
+        if cfg.lambda_tc > 0:
+            value = value + cfg.lambda_tc * metrics.temporal_consistency(y_hat, w)
+        if cfg.lambda_vel > 0:
+            value = value + cfg.lambda_vel * metrics.mpjve(y_hat, y)
+        return value
+
+    # ---------------------------------------------------------------- sampling
+    def flip_2d(self, x2d: torch.Tensor) -> torch.Tensor:
+        return flip_pose(x2d, self.keypoint_skeleton.joints_left, self.keypoint_skeleton.joints_right)
+
+    def flip_3d(self, x: torch.Tensor) -> torch.Tensor:
+        return flip_pose(x, self.skeleton.joints_left, self.skeleton.joints_right)
+
+    def predict_x0(self, x2d: torch.Tensor, x2d_flip: torch.Tensor | None, x: torch.Tensor,
+                   t: int) -> torch.Tensor:
+        """x̂0 = clamp(scale·f(x2d, clamp(x)/scale, t), ±clamp·scale), flip-averaged (SPEC §4.4-4.5).
+
+        The un-flipped and flipped passes and all H hypotheses run as one batched forward.
+        """
+        s, c = self.cfg.scale, self.cfg.clamp
+        x_in = torch.clamp(x, -c * s, c * s) / s
+        B = x.shape[0]
+        if x2d_flip is None:
+            p = self.pose_estimator(x2d, x_in, torch.full((B,), t, dtype=torch.long, device=x.device))
+        else:
+            both = self.pose_estimator(torch.cat((x2d, x2d_flip)), torch.cat((x_in, self.flip_3d(x_in))),
+                                       torch.full((2 * B,), t, dtype=torch.long, device=x.device))
+            p = (both[:B] + self.flip_3d(both[B:])) / 2
+        return torch.clamp(p.float() * s, -c * s, c * s)
+
+    @torch.no_grad()
+    def sample(self, x2d: torch.Tensor, num_hypotheses: int | None = None, num_steps: int | None = None,
+               eta: float | None = None, flip: bool | None = None, generator: torch.Generator | None = None,
+               latents: torch.Tensor | None = None, step_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Draw H hypotheses with K DDIM steps; returns x̂0 of every step, (B, K, H, T, J, 3) metres.
+
+        x2d: (B, T, J, 2) normalised 2D. latents: (B, H, T, J, 3) initial x_T (scaled space);
+        step_noise: (K-1, B, H, T, J, 3) the z of each non-final step. Either makes a run exactly
+        reproducible; otherwise noise comes from ``generator`` (or the global RNG). The denoiser runs
+        in eval mode (BatchNorm running statistics), its previous mode is restored afterwards.
+        """
+        cfg = self.cfg
+        H = cfg.num_hypotheses if num_hypotheses is None else num_hypotheses
+        K = cfg.num_steps if num_steps is None else num_steps
+        eta = cfg.eta if eta is None else eta
+        flip = cfg.flip if flip is None else flip
+        check_sampling_args(H, K, eta, cfg.num_train_timesteps)
+        _check_2d(x2d)
+        shape = (x2d.shape[0], H, *x2d.shape[1:3], 3)
+        latents, step_noise = _check_noise(latents, step_noise, shape, K)
+        was_training = self.training
+        self.eval()
+        try:
+            return self._ddim_loop(x2d.float(), H, K, eta, flip, generator, latents, step_noise, shape)
+        finally:
+            self.train(was_training)
+
+    def _ddim_loop(self, x2d, H, K, eta, flip, generator, latents, step_noise, shape) -> torch.Tensor:
+        """SPEC §4.4: x ~ N(0, I); for each (t, t_next): x̂0 = f(...), x <- DDIM step."""
+        device = x2d.device
+        x = latents.to(device, torch.float32) if latents is not None else \
+            torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+        x2d_flip = self.flip_2d(x2d) if flip else None
+        scheduler = self.scheduler
+        scheduler.set_timesteps(K)
+        outputs = []
+        for k, (t, t_next) in enumerate(scheduler.time_pairs()):
+            x0 = self.predict_x0(x2d, x2d_flip, x, t)
+            outputs.append(x0)
+            z = None
+            if t_next >= 0 and eta > 0:
+                z = step_noise[k].to(device, torch.float32) if step_noise is not None else \
+                    torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+            x = scheduler.step(x0, t, x, eta=eta, variance_noise=z).prev_sample
+        return torch.stack(outputs, dim=1)
+
+
+def _check_2d(x2d) -> None:
+    if not isinstance(x2d, torch.Tensor) or x2d.dim() != 4 or x2d.shape[-1] != 2:
+        shape = tuple(x2d.shape) if isinstance(x2d, torch.Tensor) else type(x2d).__name__
+        raise ValueError(f"x2d must be a tensor of shape (B, T, J, 2), got {shape}")
+    if x2d.shape[0] == 0 or x2d.shape[1] == 0:
+        raise ValueError(f"x2d is empty: shape {tuple(x2d.shape)}")
+    if not torch.isfinite(x2d).all():
+        raise ValueError("x2d contains NaN or inf; fill missing keypoints before sampling")
+
+
+def _check_pair(x2d, y3d) -> None:
+    _check_2d(x2d)
+    if not isinstance(y3d, torch.Tensor) or y3d.shape[:-1] != x2d.shape[:-1] or y3d.shape[-1] != 3:
+        raise ValueError(f"y3d must have shape {tuple(x2d.shape[:-1]) + (3,)} to match x2d, "
+                         f"got {tuple(getattr(y3d, 'shape', ()))}")
+
+
+def _check_noise(latents, step_noise, shape, K):
+    if latents is not None and tuple(latents.shape) != shape:
+        raise ValueError(f"latents must have shape (B, H, T, J, 3) = {shape}, got {tuple(latents.shape)}")
+    if step_noise is not None and tuple(step_noise.shape) != (K - 1, *shape):
+        raise ValueError(f"step_noise must have shape (K-1, B, H, T, J, 3) = {(K - 1, *shape)}, "
+                         f"got {tuple(step_noise.shape)}")
+    return latents, step_noise

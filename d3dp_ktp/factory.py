@@ -1,0 +1,33 @@
+"""Build models from config sections: the one place that wires denoiser, skeletons and diffusion."""
+from __future__ import annotations
+
+import torch
+
+from .config import from_dict, to_dict
+from .diffusion import D3DP, DiffusionConfig
+from .models import ModelConfig, build_model
+from .skeleton import get_skeleton
+
+
+def build_diffusion(model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig) -> D3DP:
+    """The D3DP wrapper around ``build_model(model_cfg)``, with the flip lists of its layouts."""
+    if not model_cfg.diffusion:
+        raise ValueError("a D3DP wrapper needs a diffusion denoiser (model.diffusion: true)")
+    skeleton = get_skeleton(model_cfg.layout)
+    keypoints = get_skeleton(model_cfg.keypoint_layout) if model_cfg.keypoint_layout else skeleton
+    return D3DP(build_model(model_cfg), diffusion_cfg, skeleton, keypoints)
+
+
+def build_from_config(sections: dict) -> torch.nn.Module:
+    """Rebuild a model from a config dict with 'model' (and 'diffusion') sections."""
+    model_cfg = from_dict(ModelConfig, sections.get("model", {}), prefix="model.")
+    if not model_cfg.diffusion:
+        return build_model(model_cfg)
+    return build_diffusion(model_cfg, from_dict(DiffusionConfig, sections.get("diffusion", {}), "diffusion."))
+
+
+def model_sections(model: torch.nn.Module) -> dict:
+    """The config sections that rebuild ``model``."""
+    if isinstance(model, D3DP):
+        return {"model": to_dict(model.pose_estimator.cfg), "diffusion": to_dict(model.cfg)}
+    return {"model": to_dict(model.cfg)}

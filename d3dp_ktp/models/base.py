@@ -1,0 +1,94 @@
+"""What KTPFormer and MixSTE share: input checks, hypothesis folding, the S/T block stack, the head."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .layers import Block, time_mlp
+
+
+class SpatioTemporalLifter(nn.Module):
+    """Base class. Subclasses implement ``embed(x, e_t, T)`` -> (B·T, J, C) after the first pair.
+
+    Public call: ``forward(x2d, x_t=None, t=None)``
+      x2d: (B, T, J, 2) or (B, H, T, J, 2)   normalised 2D keypoints
+      x_t: (B, T, J, 3) or (B, H, T, J, 3)   noisy 3D (diffusion denoisers only)
+      t:   (B,) integer diffusion steps       (diffusion denoisers only)
+    Returns (B, T, J, 3) or (B, H, T, J, 3): x0 for a denoiser, the 3D pose for a lifter.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        C = cfg.channels
+        self.Spatial_norm = nn.LayerNorm(C, eps=1e-6)
+        self.Temporal_norm = nn.LayerNorm(C, eps=1e-6)
+        self.head = nn.Sequential(nn.LayerNorm(C), nn.Linear(C, 3))
+        if cfg.diffusion:
+            self.time_mlp = time_mlp(C)
+
+    def _blocks(self, rates: list[float]) -> tuple[nn.ModuleList, nn.ModuleList]:
+        cfg = self.cfg
+        make = lambda p: Block(cfg.channels, cfg.num_heads, cfg.mlp_ratio, p, cfg.attention)  # noqa: E731
+        return nn.ModuleList(make(p) for p in rates), nn.ModuleList(make(p) for p in rates)
+
+    def _check(self, x: torch.Tensor, channels: int, name: str) -> None:
+        T, J = self.cfg.num_frames, self.cfg.num_joints
+        if x.dim() not in (4, 5) or x.shape[-1] != channels:
+            raise ValueError(f"{name} must have shape (B, T, J, {channels}) or (B, H, T, J, {channels}), "
+                             f"got {tuple(x.shape)}")
+        if x.shape[-2] != J:
+            raise ValueError(f"{name} has {x.shape[-2]} joints but the model was built for {J} joints "
+                             f"(layout '{self.cfg.layout}')")
+        if x.shape[-3] != T:
+            raise ValueError(f"{name} has {x.shape[-3]} frames but the model was built for T={T} frames; "
+                             "pad or cut the sequence into windows of T frames")
+
+    def _fold_inputs(self, x2d, x_t, t):
+        """Concatenate [2D, 3D] (2D first) and fold hypotheses into the batch: (B·H, T, J, c)."""
+        self._check(x2d, 2, "x2d")
+        if not self.cfg.diffusion:
+            return x2d.reshape(-1, *x2d.shape[-3:]), None, x2d.shape[:-3]
+        if x_t is None or t is None:
+            raise ValueError("a diffusion denoiser needs x_t (noisy 3D) and t (diffusion steps)")
+        self._check(x_t, 3, "x_t")
+        lead = x_t.shape[:-3]
+        if x2d.dim() == 4 and x_t.dim() == 5:
+            x2d = x2d.unsqueeze(1).expand(-1, x_t.shape[1], -1, -1, -1)
+        if x2d.shape[:-1] != x_t.shape[:-1]:
+            raise ValueError(f"x2d {tuple(x2d.shape)} and x_t {tuple(x_t.shape)} disagree on (B, H, T, J)")
+        t = torch.as_tensor(t, device=x_t.device)
+        if t.dim() != 1 or t.shape[0] != x_t.shape[0]:
+            raise ValueError(f"t must have shape (B,) = ({x_t.shape[0]},), got {tuple(t.shape)}")
+        e_t = self.time_mlp(t)                                      # (B, C)
+        hyps = x_t.shape[1] if x_t.dim() == 5 else 1
+        e_t = e_t.repeat_interleave(hyps, dim=0)                    # (B·H, C)
+        x = torch.cat((x2d, x_t), dim=-1)
+        return x.reshape(-1, *x.shape[-3:]), e_t, lead
+
+    def forward(self, x2d: torch.Tensor, x_t: torch.Tensor | None = None,
+                t: torch.Tensor | None = None) -> torch.Tensor:
+        x, e_t, lead = self._fold_inputs(x2d, x_t, t)
+        b, f, n, c = x.shape
+        x = self.embed(x.reshape(b * f, n, c), e_t, f)              # (b·f, n, C) after the first pair
+        x = x.reshape(b, f, n, -1)
+        for ste, tte in zip(self.STEblocks[self._first_pair_in_stack:], self.TTEblocks[self._first_pair_in_stack:]):
+            x = self.Spatial_norm(ste(x.reshape(b * f, n, -1)))
+            x = x.reshape(b, f, n, -1).transpose(1, 2).reshape(b * n, f, -1)
+            x = self.Temporal_norm(tte(x))
+            x = x.reshape(b, n, f, -1).transpose(1, 2)
+        return self.head(x).reshape(*lead, f, n, 3)
+
+    # Index of the first STE/TTE pair run by the shared loop (MixSTE runs pair 0 inside embed()).
+    _first_pair_in_stack = 0
+
+    def embed(self, x: torch.Tensor, e_t: torch.Tensor | None, frames: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def _broadcast_time(e_t: torch.Tensor | None, frames: int) -> torch.Tensor | float:
+        """(B·H, C) -> (B·H·T, 1, C), the fold order of the spatial tokens."""
+        if e_t is None:
+            return 0.0
+        return e_t.repeat_interleave(frames, dim=0).unsqueeze(1)
