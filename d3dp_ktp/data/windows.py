@@ -1,0 +1,230 @@
+"""Training chunks (SPEC §6.5) and evaluation windows (SPEC §6.6).
+
+Shape legend: F frames of a video, T frames per chunk/window, n chunks/windows, J2 keypoints,
+J joints.
+
+Training: :class:`ChunkDataset` lists every (video, start, end, flip) chunk in the official order
+and returns one chunk per index; :class:`ChunkBatchSampler` owns the NumPy RandomState (seed 1234)
+that permutes the chunks each epoch and cuts the permutation into batches. All randomness lives
+in the sampler, in the main process, so DataLoader workers are deterministic and resuming only
+needs ``sampler.state_dict()``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from d3dp_ktp.data.config import FLIP_MODES
+from d3dp_ktp.data.dataset import PoseDataset, Video
+from d3dp_ktp.skeleton import flip_pose
+
+
+# --- training chunks (SPEC §6.5) --------------------------------------------------------------
+
+def chunk_bounds(num_frames: int, chunk_length: int) -> np.ndarray:
+    """Boundaries k*T - offset, k = 0..n, with n = ceil(F/T) and offset = floor((n*T - F)/2); (n+1,)."""
+    if num_frames < 1 or chunk_length < 1:
+        raise ValueError(f"need F >= 1 and T >= 1, got F={num_frames}, T={chunk_length}")
+    n = math.ceil(num_frames / chunk_length)
+    offset = (n * chunk_length - num_frames) // 2
+    return np.arange(n + 1) * chunk_length - offset
+
+
+def crop_replicate(seq: np.ndarray, start: int, end: int) -> np.ndarray:
+    """seq[start:end] along axis 0, out-of-range frames filled with the first/last frame (edge padding)."""
+    return seq[np.clip(np.arange(start, end), 0, len(seq) - 1)]
+
+
+def flip_camera(camera: np.ndarray) -> np.ndarray:
+    """Mirror intrinsics to match a flipped image: negate c_x (index 2) and p1 (index 7)."""
+    out = np.array(camera, copy=True)
+    out[..., [2, 7]] *= -1
+    return out
+
+
+class ChunkDataset(Dataset):
+    """Training chunks of T frames; item i -> (x2d (T, J2, 2), y3d (T, J, 3), camera (9,) or zeros).
+
+    ``pairs`` rows are (video, start, end, flip) in the official order: per video its un-flipped
+    chunks, then (with flipping on) the same chunks flipped. y3d keeps the absolute root trajectory
+    in the root column; the training step zeroes it (SPEC §6.5).
+    """
+
+    def __init__(self, videos: Sequence[Video], chunk_length: int, kps_left, kps_right, joints_left, joints_right,
+                 flip_mode: str = "paired"):
+        if flip_mode not in FLIP_MODES:
+            raise ValueError(f"flip_mode must be one of {', '.join(FLIP_MODES)}, got '{flip_mode}'")
+        missing = [v.key for v in videos if v.positions_3d is None]
+        if missing:
+            raise ValueError(f"training needs 3D targets; these videos have none: {missing[:5]}")
+        if not videos:
+            raise ValueError("no training videos")
+        self.videos = list(videos)
+        self.chunk_length = chunk_length
+        self.flip_mode = flip_mode
+        self.kps = (list(kps_left), list(kps_right))
+        self.joints = (list(joints_left), list(joints_right))
+        rows, unflipped, flipped = [], [], []
+        for i, video in enumerate(self.videos):
+            bounds = chunk_bounds(video.num_frames, chunk_length)
+            chunks = [(i, s, e) for s, e in zip(bounds[:-1], bounds[1:])]
+            unflipped += range(len(rows), len(rows) + len(chunks))
+            rows += [(*c, 0) for c in chunks]
+            if flip_mode != "none":
+                flipped += range(len(rows), len(rows) + len(chunks))
+                rows += [(*c, 1) for c in chunks]
+        self.pairs = np.array(rows, dtype=np.int64)
+        self.unflipped_rows = np.array(unflipped, dtype=np.int64)
+        self.flipped_rows = np.array(flipped, dtype=np.int64)
+
+    @classmethod
+    def from_dataset(cls, dataset: PoseDataset, chunk_length: int, flip_mode: str = "paired") -> "ChunkDataset":
+        sk = dataset.skeleton
+        return cls(dataset.videos, chunk_length, dataset.kps_left, dataset.kps_right, sk.joints_left,
+                   sk.joints_right, flip_mode)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        v, start, end, flip = (int(x) for x in self.pairs[index])
+        video = self.videos[v]
+        x2d = crop_replicate(video.keypoints_2d, start, end)
+        y3d = crop_replicate(video.positions_3d, start, end)
+        cam = video.camera if video.camera is not None else np.zeros(9, dtype=np.float32)
+        if flip:
+            x2d, y3d, cam = flip_pose(x2d, *self.kps), flip_pose(y3d, *self.joints), flip_camera(cam)
+        return (torch.from_numpy(np.ascontiguousarray(x2d, dtype=np.float32)),
+                torch.from_numpy(np.ascontiguousarray(y3d, dtype=np.float32)),
+                torch.from_numpy(np.asarray(cam, dtype=np.float32).copy()))
+
+
+class ChunkBatchSampler(Sampler):
+    """Per-epoch permutation of a ChunkDataset cut into consecutive batches (last one may be smaller).
+
+    * 'paired' / 'none': the official ``RandomState.permutation`` of all rows each epoch.
+    * 'random': a permutation of the un-flipped chunks, then one uniform draw per chunk; a chunk is
+      replaced by its flipped row when the draw is < 0.5.
+
+    Each ``iter()`` is one epoch and advances the RandomState. ``state_dict()`` taken between
+    epochs (as the trainer checkpoints) restores the exact order of every later epoch.
+    """
+
+    def __init__(self, dataset: ChunkDataset, batch_size: int, seed: int = 1234, shuffle: bool = True):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.random = np.random.RandomState(seed)
+        self.epochs_drawn = 0
+
+    @property
+    def num_chunks(self) -> int:
+        """Chunks per epoch: every row, or one of each un-flipped/flipped pair in 'random' mode."""
+        ds = self.dataset
+        return len(ds.unflipped_rows) if ds.flip_mode == "random" else len(ds)
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_chunks / self.batch_size)
+
+    def epoch_order(self) -> np.ndarray:
+        """Draw the next epoch's row order; (num_chunks,) int64."""
+        ds = self.dataset
+        n = self.num_chunks
+        order = self.random.permutation(n) if self.shuffle else np.arange(n)
+        if ds.flip_mode == "random":
+            flip = self.random.random_sample(n) < 0.5
+            order = np.where(flip, ds.flipped_rows, ds.unflipped_rows)[order]
+        self.epochs_drawn += 1
+        return order
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = self.epoch_order()
+        for b in range(0, len(order), self.batch_size):
+            yield order[b:b + self.batch_size].tolist()
+
+    def state_dict(self) -> dict:
+        """Plain Python values only (safe for weights_only loading and JSON)."""
+        name, keys, pos, has_gauss, cached = self.random.get_state()
+        return {"seed": self.seed, "epochs_drawn": self.epochs_drawn,
+                "random_state": {"name": name, "keys": [int(k) for k in keys], "pos": int(pos),
+                                 "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from ``state_dict()``; ``random_state`` may also be an official pickled RandomState."""
+        rs = state["random_state"]
+        if isinstance(rs, np.random.RandomState):
+            rs = rs.get_state()
+        elif isinstance(rs, dict):
+            rs = (rs["name"], np.array(rs["keys"], dtype=np.uint32), rs["pos"], rs["has_gauss"],
+                  rs["cached_gaussian"])
+        self.random.set_state(rs)
+        self.seed = state.get("seed", self.seed)
+        self.epochs_drawn = state.get("epochs_drawn", 0)
+
+
+# --- evaluation windows (SPEC §6.6) -------------------------------------------------------------
+
+def num_windows(num_frames: int, window: int) -> int:
+    if num_frames < 1 or window < 1:
+        raise ValueError(f"need F >= 1 and T >= 1, got F={num_frames}, T={window}")
+    return math.ceil(num_frames / window)
+
+
+def window_frame_indices(num_frames: int, window: int) -> np.ndarray:
+    """Source frame of every window position; (n, T) int64.
+
+    Windows 0..n-2 are [iT, (i+1)T); the last is the last T frames [F-T, F). With F < T there is
+    one window whose positions past F-1 replicate the last frame.
+    """
+    n = num_windows(num_frames, window)
+    starts = np.arange(n) * window
+    starts[-1] = max(num_frames - window, 0)
+    return np.minimum(starts[:, None] + np.arange(window), num_frames - 1)
+
+
+def window_keep_mask(num_frames: int, window: int) -> np.ndarray:
+    """(n, T) bool: True where the window frame is the one :func:`stitch` keeps.
+
+    Every frame of the video is True exactly once (the overlapping last window wins, padding is
+    False), so it also weights the protocol-clean metrics that count each frame once.
+    """
+    idx = window_frame_indices(num_frames, window)
+    keep = np.zeros(idx.shape, dtype=bool)
+    keep[:-1] = idx[:-1] < num_frames - window          # earlier windows lose what the last overwrites
+    keep[-1] = np.arange(window) < min(num_frames, window)  # the last window loses only padding
+    return keep
+
+
+def eval_windows(x, window: int):
+    """(F, ...) -> (n, T, ...) windows of SPEC §6.6 (numpy or torch; 2D, 3D and valid masks alike)."""
+    idx = window_frame_indices(len(x), window)
+    return x[torch.from_numpy(idx)] if isinstance(x, torch.Tensor) else x[idx]
+
+
+def stitch(windows, num_frames: int, time_axis: int = 1):
+    """Inverse of :func:`eval_windows`: (n, ..., T, ...) -> (..., F, ...) with time at ``time_axis - 1``.
+
+    Window i fills frames [iT, (i+1)T), then the last window overwrites the final T frames (SPEC §6.6).
+    E.g. predictions (n, K, H, T, J, 3) with ``time_axis=3`` stitch to (K, H, F, J, 3).
+    """
+    window = windows.shape[time_axis]
+    n = num_windows(num_frames, window)
+    if windows.shape[0] != n:
+        raise ValueError(f"{num_frames} frames with T={window} give {n} windows, got shape {tuple(windows.shape)}")
+    idx, keep = window_frame_indices(num_frames, window), window_keep_mask(num_frames, window)
+    if isinstance(windows, torch.Tensor):
+        w = torch.movedim(windows, time_axis, 1)
+        out = w.new_empty((num_frames,) + tuple(w.shape[2:]))
+        out[torch.from_numpy(idx[keep])] = w[torch.from_numpy(keep)]
+        return torch.movedim(out, 0, time_axis - 1)
+    w = np.moveaxis(windows, time_axis, 1)
+    out = np.empty((num_frames,) + w.shape[2:], dtype=w.dtype)
+    out[idx[keep]] = w[keep]
+    return np.moveaxis(out, 0, time_axis - 1)
