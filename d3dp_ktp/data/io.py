@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 import struct
 import zipfile
+import os
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,11 @@ def load_npz(path: str | Path) -> dict[str, Any]:
 
 
 def save_npz(path: str | Path, **members: Any) -> Path:
-    """Write an uncompressed ``.npz`` (dict/list members are pickled as 0-d object arrays)."""
+    """Write a compressed ``.npz`` atomically (dict/list members are pickled as 0-d object arrays).
+
+    The file is written next to ``path`` and renamed into place, so a crash never leaves a
+    half-written dataset behind.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     packed = {}
@@ -82,6 +87,12 @@ def save_npz(path: str | Path, **members: Any) -> Path:
             holder = np.empty((), dtype=object)
             holder[()] = value
             packed[key] = holder
-    with open(path, "wb") as fp:
-        np.savez(fp, **packed)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fp:
+            np.savez_compressed(fp, **packed)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
