@@ -1,0 +1,45 @@
+"""EvalConfig: how a D3DP model is evaluated (SPEC §5, §6.6, §7.4-7.5, §10)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..diffusion.config import check_sampling_args
+
+MODES = ("official", "clean")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    # H hypotheses and K DDIM steps. README default 5/5; the paper's comparison uses H=20, K=10.
+    num_hypotheses: int = 5
+    num_steps: int = 5
+    eta: float = 1.0                  # DDIM η (D3DP: 1)
+    flip: bool = True                 # flip test-time augmentation inside every DDIM step (SPEC §4.5)
+    # 'official': the published protocol with its quirks (SPEC §12 items 1-3): GT root trajectory in
+    # JPMA, P-Best chosen per batch of `batch_size` windows, overlapping/padded window frames counted
+    # again. 'clean': every frame counted once, P-Best per window, JPMA root estimated from 2D.
+    mode: str = "official"
+    # Windows per sampling batch; batches never cross videos. It changes official P-Best (SPEC §12.2):
+    # D3DP uses 4 on Human3.6M and 2 on MPI-INF-3DHP.
+    batch_size: int = 4
+    seed: int = 1                     # seeds the torch.Generator every batch draws its noise from
+    protocol2: bool = True            # also report Protocol #2 (P-MPJPE) versions of the four metrics
+    by_subject: bool = False          # also keep per-subject tables (HumanEva protocol, SPEC §8)
+    max_windows: int = 0              # stop after this many windows (0 = all); for quick validation
+    device: str = "auto"              # 'auto' = cuda when available, else cpu
+    output_dir: str = "outputs/eval"  # where the eval/ scripts write md/csv/json/png
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        check_sampling_args(self.num_hypotheses, self.num_steps, self.eta)
+        if self.mode not in MODES:
+            raise ValueError(f"eval.mode must be one of {', '.join(MODES)}, got '{self.mode}'")
+        if self.batch_size < 1:
+            raise ValueError(f"eval.batch_size must be >= 1 window, got {self.batch_size}")
+        if self.max_windows < 0:
+            raise ValueError(f"eval.max_windows must be >= 0 (0 = all windows), got {self.max_windows}")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise ValueError(f"eval.device must be one of {', '.join(DEVICES)} or 'cuda:N', got '{self.device}'")

@@ -1,0 +1,346 @@
+"""The evaluation loop (SPEC §5.1-5.5, §6.6, §7.4-7.5): windows, batched sampling, per-step errors.
+
+Shape legend: n windows of one video, B windows of a batch, K DDIM steps, H hypotheses, T frames
+per window, J joints, J2 keypoints.
+
+For every video: cut (2D, 3D, valid) into the windows of SPEC §6.6, keep the GT root track r from
+the 3D root column and zero it, then sample batches of ``cfg.batch_size`` windows (never across
+videos, as D3DP feeds one video at a time) with one ``model.sample`` call each; all hypotheses, steps
+and the flip pass run in that call. The predicted root is zeroed and the four multi-hypothesis
+errors (J-Best, P-Best, P-Agg, J-Agg) are computed per step k for Protocol #1 and #2, accumulated
+frame-weighted per action group and averaged over groups (SPEC §5.4).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import aggregation, metrics
+from ..config import to_dict
+from ..data.dataset import PoseDataset, Video
+from ..data.windows import eval_windows, window_frame_indices, window_keep_mask
+from ..skeleton import MPI_INF_3DHP
+from .config import EvalConfig
+
+MM = 1000.0  # metres -> millimetres
+METRIC_NAMES = metrics.MULTI_HYPOTHESIS_METRICS  # ('J-Best', 'P-Best', 'P-Agg', 'J-Agg')
+P2_PREFIX = "P2/"
+# Paper column order of the 15 Human3.6M action groups (SPEC §6.4).
+H36M_ACTION_GROUPS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
+                      "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether")
+
+
+# --- windows of one video ----------------------------------------------------------------------
+
+@dataclass
+class VideoWindows:
+    """One video cut into evaluation windows (SPEC §6.6), tensors on the CPU."""
+    video: Video
+    x2d: torch.Tensor             # (n, T, J2, 2) un-flipped input 2D, normalised screen coordinates
+    y: torch.Tensor               # (n, T, J, 3) root-relative GT, root zeroed
+    root: torch.Tensor            # (n, T, 3) GT root trajectory r (camera space), kept before zeroing
+    weight: torch.Tensor          # (n, T) how often each window frame counts (see `frame_weights`)
+    frame_index: np.ndarray       # (n, T) source frame of every window position
+    camera: torch.Tensor | None   # (9,) normalised intrinsics, None when the dataset has none
+
+    def __len__(self) -> int:
+        return self.x2d.shape[0]
+
+
+def frame_weights(video: Video, window: int, mode: str) -> np.ndarray:
+    """(n, T) float weights of the window frames.
+
+    official: every window frame counts, so the overlapping part of the last window and the
+    replicate padding are counted again (SPEC §5.4, §12 item 3). clean: each frame once (the frame
+    `stitch` keeps). Videos with a valid mask (MPI-INF-3DHP) are scored as the official MATLAB code
+    does, on the stitched sequence and on valid frames only (SPEC §7.5), in both modes.
+    """
+    keep = window_keep_mask(video.num_frames, window)
+    if video.valid is not None:
+        return (keep & eval_windows(np.asarray(video.valid, dtype=bool), window)).astype(np.float64)
+    if mode == "official":
+        return np.ones(keep.shape, dtype=np.float64)
+    return keep.astype(np.float64)
+
+
+def video_windows(video: Video, window: int, root: int, mode: str) -> VideoWindows:
+    if video.positions_3d is None:
+        raise ValueError(f"video {video.key} has no 3D ground truth; evaluation needs subjects with 3D")
+    y = torch.from_numpy(np.ascontiguousarray(eval_windows(video.positions_3d, window), dtype=np.float32))
+    r = y[:, :, root].clone()  # GT root trajectory r, kept before zeroing (SPEC §5.1)
+    y[:, :, root] = 0
+    x2d = torch.from_numpy(np.ascontiguousarray(eval_windows(video.keypoints_2d, window), dtype=np.float32))
+    camera = None if video.camera is None else torch.as_tensor(np.asarray(video.camera, dtype=np.float32))
+    return VideoWindows(video, x2d, y, r, torch.from_numpy(frame_weights(video, window, mode)),
+                        window_frame_indices(video.num_frames, window), camera)
+
+
+# --- model / dataset checks ----------------------------------------------------------------------
+
+def window_length(model) -> int:
+    """T, the receptive field: the denoiser config's num_frames (or ``model.num_frames`` for stubs)."""
+    cfg = getattr(getattr(model, "pose_estimator", None), "cfg", None)
+    T = getattr(cfg, "num_frames", None) or getattr(model, "num_frames", None)
+    if not isinstance(T, int) or T < 1:
+        raise ValueError("cannot tell the model's window length: expected model.pose_estimator.cfg.num_frames "
+                         "(a D3DP model) or model.num_frames")
+    return T
+
+
+def check_compatible(model, dataset: PoseDataset) -> list[str]:
+    """ValueError when the checkpoint cannot evaluate this data; returns notes for lesser mismatches."""
+    if not callable(getattr(model, "sample", None)) or not hasattr(model, "skeleton"):
+        raise ValueError("evaluate() needs a D3DP model (with .sample and .skeleton), e.g. from load_checkpoint")
+    sk, data_sk = model.skeleton, dataset.skeleton
+    if sk.num_joints != data_sk.num_joints or sk.root != data_sk.root:
+        raise ValueError(f"checkpoint mismatch: the model predicts {sk.num_joints} joints of layout '{sk.name}' "
+                         f"(root {sk.root}) but {dataset.name} has {data_sk.num_joints} joints of layout "
+                         f"'{data_sk.name}' (root {data_sk.root}); evaluate a checkpoint trained on this dataset")
+    kp = getattr(model, "keypoint_skeleton", sk)
+    if dataset.num_keypoints != kp.num_joints:
+        raise ValueError(f"checkpoint mismatch: the model takes {kp.num_joints} 2D keypoints ('{kp.name}') but the "
+                         f"{dataset.name} 2D files have {dataset.num_keypoints}; choose matching --keypoints")
+    notes = []
+    if sk.name != data_sk.name:
+        notes.append(f"model layout '{sk.name}' differs from the dataset's '{data_sk.name}' (same joint count)")
+    if (tuple(kp.joints_left), tuple(kp.joints_right)) != (tuple(dataset.kps_left), tuple(dataset.kps_right)):
+        notes.append(f"the model flips 2D with its '{kp.name}' symmetry lists, which differ from the 2D file's")
+    return notes
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"eval.device={name} but CUDA is not available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def jpma_status(model, dataset: PoseDataset) -> str | None:
+    """None when J-Agg can be computed, else the reason it is skipped."""
+    if any(v.camera is None for v in dataset.videos):
+        return (f"J-Agg (JPMA) skipped: {dataset.name} has no camera intrinsics, so nothing can be reprojected "
+                "(SPEC §8)")
+    if dataset.num_keypoints != model.skeleton.num_joints:
+        return "J-Agg (JPMA) skipped: the 2D keypoints are not the 3D joints, so per-joint reprojection is undefined"
+    return None
+
+
+def uses_pixel_jpma(dataset: PoseDataset) -> bool:
+    """MPI-INF-3DHP's official JPMA compares reprojections in pixels (SPEC §7.4)."""
+    return dataset.skeleton.name == MPI_INF_3DHP.name
+
+
+# --- one batch -----------------------------------------------------------------------------------
+
+@dataclass
+class BatchErrors:
+    """Per-joint errors of one batch: metric -> (B, K, T, J) metres, plus how the frames count."""
+    video: Video
+    errors: dict[str, torch.Tensor]
+    weight: torch.Tensor          # (B, T)
+    frame_index: np.ndarray       # (B, T)
+
+
+def jpma_selection(P: torch.Tensor, x2d: torch.Tensor, camera: torch.Tensor, root: torch.Tensor | None,
+                   video: Video, pixels: bool) -> torch.Tensor:
+    """JPMA hypothesis index (B, K, T, J). root = GT trajectory (official) or None (estimated from 2D)."""
+    if pixels:
+        from .pck import jpma_index_pixels
+        return jpma_index_pixels(P, x2d, camera, root, video.res_w, video.res_h)
+    return aggregation.jpma_index(P, x2d, camera, root=root)
+
+
+def batch_errors(P: torch.Tensor, Y: torch.Tensor, jpma_index: torch.Tensor | None, cfg: EvalConfig) -> dict:
+    """SPEC §5.2 / §5.5 errors for every metric and protocol; values (B, K, T, J) metres."""
+    p_best = "batch" if cfg.mode == "official" else "window"
+    out = {}
+    for protocol in ((1, 2) if cfg.protocol2 else (1,)):
+        errors = metrics.multi_hypothesis_errors(P, Y, jpma_index, protocol=protocol, p_best=p_best, reduce="none")
+        prefix = "" if protocol == 1 else P2_PREFIX
+        out.update({prefix + name: errors[name] for name in METRIC_NAMES if name in errors})
+    return out
+
+
+def _sample(model, x2d: torch.Tensor, cfg: EvalConfig, generator: torch.Generator, root: int) -> torch.Tensor:
+    B, T, _, _ = x2d.shape
+    P = model.sample(x2d, num_hypotheses=cfg.num_hypotheses, num_steps=cfg.num_steps, eta=cfg.eta,
+                     flip=cfg.flip, generator=generator)
+    expected = (B, cfg.num_steps, cfg.num_hypotheses, T, model.skeleton.num_joints, 3)
+    if not isinstance(P, torch.Tensor) or tuple(P.shape) != expected:
+        raise ValueError(f"model.sample returned {tuple(getattr(P, 'shape', ()))}, expected (B, K, H, T, J, 3) = "
+                         f"{expected}")
+    P = P.float().clone()
+    P[..., root, :] = 0  # D3DP zeroes the predicted root before every metric (SPEC §5.1)
+    return P
+
+
+def iterate_batches(model, dataset: PoseDataset, cfg: EvalConfig, progress: bool = False) -> Iterator[BatchErrors]:
+    """Yield the errors of every evaluation batch in dataset order (at most ``cfg.max_windows`` windows)."""
+    T, device, root = window_length(model), resolve_device(cfg.device), model.skeleton.root
+    skip_jpma = jpma_status(model, dataset) is not None
+    pixels = uses_pixel_jpma(dataset)
+    if hasattr(model, "to"):
+        model.to(device)
+    generator = torch.Generator().manual_seed(cfg.seed)  # CPU generator: the same noise on every device
+    total = sum(math.ceil(v.num_frames / T) for v in dataset.videos)
+    budget = cfg.max_windows or total
+    with tqdm(total=min(budget, total), disable=not progress, unit="window", desc=f"eval {cfg.mode}") as bar:
+        for video in dataset.videos:
+            w = video_windows(video, T, dataset.skeleton.root, cfg.mode)
+            for start in range(0, len(w), cfg.batch_size):
+                take = min(cfg.batch_size, len(w) - start, budget)
+                if take <= 0:
+                    return
+                sl = slice(start, start + take)
+                x2d, Y = w.x2d[sl].to(device), w.y[sl].to(device)
+                P = _sample(model, x2d, cfg, generator, root)
+                index = None
+                if not skip_jpma:
+                    gt_root = w.root[sl].to(device) if cfg.mode == "official" else None
+                    index = jpma_selection(P, x2d, w.camera.to(device), gt_root, video, pixels)
+                yield BatchErrors(video, batch_errors(P, Y, index, cfg), w.weight[sl], w.frame_index[sl])
+                budget -= take
+                bar.update(take)
+
+
+# --- accumulation and the result ---------------------------------------------------------------
+
+@dataclass
+class GroupStats:
+    """Frame-weighted error sums of one (subject, action group): metric -> (K,) metres·frames."""
+    frames: float = 0.0
+    sums: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def add(self, errors: dict[str, torch.Tensor], weight: torch.Tensor) -> None:
+        w = weight.to(torch.float64)
+        for name, e in errors.items():
+            frame_error = e.mean(dim=-1).to(torch.float64).cpu()  # (B, K, T): mean over joints
+            s = (frame_error * w[:, None, :]).sum(dim=(0, 2)).numpy()
+            self.sums[name] = self.sums.get(name, 0.0) + s
+        self.frames += float(w.sum())
+
+
+def _group_order(names) -> list[str]:
+    names = list(dict.fromkeys(names))
+    known = [g for g in H36M_ACTION_GROUPS if g in names]
+    return known + [g for g in names if g not in known]
+
+
+@dataclass
+class EvalResult:
+    """Errors of one evaluation run. Values come out in mm, one per DDIM step k = 1..K."""
+    settings: dict
+    metrics: tuple[str, ...]
+    stats: dict[tuple[str, str], GroupStats]     # (subject, action group) -> sums
+    notes: list[str] = field(default_factory=list)
+    pck: dict | None = None                      # MPI-INF-3DHP PCK/AUC/MPJPE tables (see evaluation.pck)
+
+    @property
+    def mode(self) -> str:
+        return self.settings["mode"]
+
+    @property
+    def subjects(self) -> list[str]:
+        return list(dict.fromkeys(s for s, _ in self.stats))
+
+    def groups(self, subject: str | None = None) -> list[str]:
+        return _group_order(g for s, g in self.stats if subject in (None, s))
+
+    def _pooled(self, subject: str | None) -> dict[str, GroupStats]:
+        if subject is not None and subject not in self.subjects:
+            raise ValueError(f"subject '{subject}' was not evaluated; subjects: {', '.join(self.subjects)}")
+        pooled: dict[str, GroupStats] = {}
+        for (s, g), st in self.stats.items():
+            if subject in (None, s):
+                acc = pooled.setdefault(g, GroupStats())
+                acc.frames += st.frames
+                for name, v in st.sums.items():
+                    acc.sums[name] = acc.sums.get(name, 0.0) + v
+        return pooled
+
+    def frames(self, subject: str | None = None) -> dict[str, float]:
+        """Counted frames per action group (official mode counts overlap and padding again)."""
+        pooled = self._pooled(subject)
+        return {g: pooled[g].frames for g in self.groups(subject)}
+
+    def table(self, subject: str | None = None) -> dict[str, dict[str, list[float]]]:
+        """Per-action table: metric -> action group -> [mm per step k]; groups pool all subjects
+        unless ``subject`` is given. Groups without counted frames are left out."""
+        pooled = self._pooled(subject)
+        groups = [g for g in self.groups(subject) if pooled[g].frames > 0]
+        return {m: {g: (pooled[g].sums[m] / pooled[g].frames * MM).tolist() for g in groups} for m in self.metrics}
+
+    def summary(self, subject: str | None = None) -> dict[str, list[float]]:
+        """metric -> [mm per step k]: the unweighted mean over action groups (SPEC §5.4).
+
+        Keys 'J-Best', 'P-Best', 'P-Agg', 'J-Agg' (Protocol #1) and 'P2/...' (Protocol #2).
+        """
+        out = {}
+        for m, per_group in self.table(subject).items():
+            values = np.array(list(per_group.values()))
+            out[m] = values.mean(axis=0).tolist() if len(values) else [math.nan] * self.settings["num_steps"]
+        return out
+
+    def to_dict(self) -> dict:
+        """Everything as plain JSON-able values."""
+        out = {"settings": self.settings, "notes": self.notes, "metrics": list(self.metrics),
+               "summary_mm": self.summary(), "per_action_mm": self.table(), "frames_per_action": self.frames()}
+        if self.settings.get("by_subject"):
+            out["by_subject"] = {s: {"summary_mm": self.summary(s), "per_action_mm": self.table(s),
+                                     "frames_per_action": self.frames(s)} for s in self.subjects}
+        if self.pck is not None:
+            out["mpi_inf_3dhp"] = self.pck
+        return out
+
+
+def _settings(model, dataset: PoseDataset, cfg: EvalConfig, jpma_note: str | None) -> dict:
+    official = cfg.mode == "official"
+    has_valid = all(v.valid is not None for v in dataset.videos)
+    if has_valid:
+        counting = "valid frames of the stitched sequence, each once (MATLAB protocol, SPEC §7.5)"
+    else:
+        counting = ("every window frame, overlap and padding counted again (SPEC §5.4, §12.3)" if official
+                    else "each frame once (no overlap or padding double counting)")
+    return {**to_dict(cfg), "dataset": dataset.name, "keypoints_layout": dataset.keypoints_layout,
+            "layout": dataset.skeleton.name, "window": window_length(model),
+            "p_best": f"per batch of {cfg.batch_size} windows (SPEC §12.2)" if official else "per window",
+            "jpma_root": ("skipped" if jpma_note else "ground-truth root trajectory (SPEC §12.1)" if official
+                          else "estimated from 2D (aggregation.estimate_root)"),
+            "jpma_space": "pixels" if uses_pixel_jpma(dataset) else "normalised screen coordinates",
+            "frame_counting": counting}
+
+
+def evaluate(model, dataset: PoseDataset, cfg: EvalConfig, progress: bool = False) -> EvalResult:
+    """Evaluate a D3DP model (or anything with ``.sample``/``.skeleton``) on ``dataset``.
+
+    model.sample(x2d (B, T, J2, 2), num_hypotheses, num_steps, eta, flip, generator) must return
+    (B, K, H, T, J, 3) metres. Every batch draws its noise from one torch.Generator seeded with
+    ``cfg.seed``. MPI-INF-3DHP data also gets PCK/AUC tables in ``result.pck``. The training loop
+    calls this for validation with small H, K and ``max_windows``.
+    """
+    notes = check_compatible(model, dataset)
+    jpma_note = jpma_status(model, dataset)
+    names = tuple(p + m for p in ("", P2_PREFIX)[:1 + cfg.protocol2] for m in METRIC_NAMES
+                  if m != "J-Agg" or jpma_note is None)
+    collector = None
+    if uses_pixel_jpma(dataset):
+        from .pck import PCKCollector
+        collector = PCKCollector(cfg.num_steps)
+    stats: dict[tuple[str, str], GroupStats] = {}
+    windows = 0
+    for batch in iterate_batches(model, dataset, cfg, progress):
+        v = batch.video
+        stats.setdefault((v.subject, v.action_group), GroupStats()).add(batch.errors, batch.weight)
+        if collector is not None:
+            collector.add(batch)
+        windows += batch.weight.shape[0]
+    settings = {**_settings(model, dataset, cfg, jpma_note), "num_windows": windows,
+                "num_frames": sum(st.frames for st in stats.values())}
+    return EvalResult(settings, names, stats, notes + ([jpma_note] if jpma_note else []),
+                      collector.result() if collector is not None else None)
