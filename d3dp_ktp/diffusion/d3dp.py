@@ -73,6 +73,10 @@ class D3DP(nn.Module):
         scaled = value * value.detach() if self.cfg.loss_scaled_gradient else value
         return LossOutput(loss=scaled, value=value.detach(), mpjpe=metrics.mpjpe(y_hat.detach().float(), y))
 
+    def forward(self, x2d: torch.Tensor, y3d: torch.Tensor) -> LossOutput:
+        """Training forward = ``loss``, so DistributedDataParallel sees the call and syncs gradients."""
+        return self.loss(x2d, y3d)
+
     def _objective(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """MPJPE (D3DP), or WMPJPE + λ_tc·TC + λ_vel·MPJVE (KTPFormer eq. 14) when configured."""
         cfg = self.cfg

@@ -1,0 +1,49 @@
+"""ExperimentConfig: the five config sections of a run, read from YAML overrides and key=value pairs.
+
+A YAML file holds only overrides, grouped by section::
+
+    model: {channels: 128, depth: 3}
+    train: {epochs: 40}
+
+Unknown sections or keys raise with the list of valid ones; values are type-checked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import deep_merge, from_dict, load_yaml, parse_overrides, to_dict
+from .data.config import DataConfig
+from .diffusion import DiffusionConfig
+from .evaluation.config import EvalConfig
+from .models import ModelConfig
+from .training.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> "ExperimentConfig":
+        self.model.validate()
+        self.diffusion.validate()
+        self.train.validate()
+        if self.data.num_frames != self.model.num_frames:
+            raise ValueError(f"data.num_frames ({self.data.num_frames}) must equal model.num_frames "
+                             f"({self.model.num_frames}): the model is built for windows of T frames")
+        return self
+
+
+def load_experiment(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Defaults <- YAML file <- ``section.key=value`` overrides; validated."""
+    values = load_yaml(path) if path else {}
+    values = deep_merge(values, parse_overrides(list(overrides or [])))
+    return from_dict(ExperimentConfig, values).validate()
+
+
+def experiment_dict(cfg: ExperimentConfig) -> dict:
+    return to_dict(cfg)
