@@ -47,10 +47,19 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, config: dict | Non
             model.scheduler.save_pretrained(tmp)
         _fsync_dir(tmp)
         _replace_dir(tmp, path)
+    except OSError as err:  # disk full, read-only folder...: say which checkpoint was not written
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(err, "checkpoint", path) from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def write_error(err: OSError, what: str, path: Path) -> OSError:
+    """``err`` re-worded to name ``path``; the errno is kept, so a PermissionError stays one."""
+    message = f"cannot write {what} {path}: {err.strerror or err}; the previous {what} is kept"
+    return OSError(err.errno, message) if err.errno is not None else OSError(message)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -9,6 +9,7 @@ so a config file can never execute code.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -17,6 +18,10 @@ from typing import Any, Mapping, TypeVar
 import yaml
 
 C = TypeVar("C")
+
+
+# YAML 1.1 (PyYAML) reads exponent floats without a dot, such as 1e-4 or 6e-5, as strings.
+_YAML11_MISSED_FLOAT = re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$")
 
 
 def _type_name(tp: Any) -> str:
@@ -51,6 +56,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is typing.Any:
         return value
     if tp is float:
+        if isinstance(value, str) and _YAML11_MISSED_FLOAT.match(value):
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -120,11 +127,17 @@ def parse_overrides(items: list[str]) -> dict:
         if "=" not in item:
             raise ValueError(f"override '{item}' must look like section.key=value")
         dotted, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as err:  # also python/* tags, which safe_load refuses to construct
+            problem = getattr(err, "problem", None) or err
+            raise ValueError(f"override '{item}': the value is not valid YAML ({problem})") from None
         node = nested
         parts = dotted.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override '{item}' conflicts with an earlier override of '{part}'")
         node[parts[-1]] = value
     return nested
 

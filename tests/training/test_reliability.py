@@ -1,0 +1,278 @@
+"""Reliability: kills, failed and atomic writes, NaN losses, several processes, determinism."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import d3dp_ktp.checkpoints as checkpoints
+from d3dp_ktp.checkpoints import load_checkpoint, save_checkpoint
+from d3dp_ktp.diffusion import D3DP, DiffusionConfig
+from d3dp_ktp.experiment import load_experiment
+from d3dp_ktp.factory import build_diffusion
+from d3dp_ktp.models import ModelConfig
+from d3dp_ktp.training.trainer import TRAINER_STATE, Trainer, TrainingDiverged
+from tests.training import (assert_same_weights, checkpoint_weights, fit, single_thread, tiny_overrides,  # noqa: F401
+                            train_main, write_tiny_data)
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS_PER_EPOCH = 4
+
+
+def _subprocess_env() -> dict:
+    # One thread, as in this process (single_thread), so the weights can be compared bit for bit.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+# ---------------------------------------------------------------------------------------- kills
+KILL_EPOCHS = 12
+
+
+def _start_training(data: Path, out: Path, log, resume: bool) -> subprocess.Popen:
+    args = tiny_overrides(data, out, epochs=KILL_EPOCHS, val_every=0, state_every_steps=1)
+    cmd = [sys.executable, str(ROOT / "train.py"), *args] + (["--resume"] if resume else [])
+    return subprocess.Popen(cmd, cwd=ROOT, env=_subprocess_env(), stdout=log, stderr=subprocess.STDOUT)
+
+
+def _saved_step(out: Path) -> int:
+    try:
+        return json.loads((out / "state" / TRAINER_STATE).read_text())["global_step"]
+    except FileNotFoundError:  # no state yet
+        return -1
+
+
+def _assert_state_absent_or_loadable(out: Path) -> None:
+    state = out / "state"
+    if not state.exists():
+        return
+    saved = json.loads((state / TRAINER_STATE).read_text())
+    assert saved["global_step"] >= 1
+    weights = load_file(str(state / "model.safetensors"))
+    assert weights and all(torch.isfinite(w).all() for w in weights.values())
+    assert torch.load(state / "optimizer.bin", weights_only=True)["state"]
+
+
+def test_sigkill_at_random_points_then_resume_matches_uninterrupted_run(tmp_path):
+    data, out = write_tiny_data(tmp_path / "data"), tmp_path / "killed"
+    rng = random.Random(7)
+    kills = 0
+    with open(tmp_path / "train.log", "wb") as log:
+        for attempt in range(3):
+            before = _saved_step(out)
+            proc = _start_training(data, out, log, resume=attempt > 0)
+            deadline = time.monotonic() + 90
+            # Wait until this run has saved a state of its own, so every kill lands mid-training.
+            while _saved_step(out) <= before and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.4))
+            proc.send_signal(signal.SIGKILL)
+            code = proc.wait(timeout=30)
+            if code == 0:
+                break  # finished before the kill: nothing left to interrupt
+            assert code == -signal.SIGKILL, (tmp_path / "train.log").read_text()
+            kills += 1
+            _assert_state_absent_or_loadable(out)
+        final = _start_training(data, out, log, resume=True)
+        assert final.wait(timeout=120) == 0, (tmp_path / "train.log").read_text()
+    assert kills >= 1
+    assert _saved_step(out) == KILL_EPOCHS * STEPS_PER_EPOCH
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".state")]  # temporary folders cleaned
+
+    fit(data, tmp_path / "whole", epochs=KILL_EPOCHS, val_every=0)
+    assert_same_weights(checkpoint_weights(tmp_path / "whole" / "last"), checkpoint_weights(out / "last"))
+
+
+# ------------------------------------------------------------------------ atomic checkpoint writes
+def _tiny_model(seed: int) -> D3DP:
+    torch.manual_seed(seed)
+    return build_diffusion(ModelConfig(num_frames=9, channels=32, num_heads=4, depth=1), DiffusionConfig())
+
+
+def _partial_weights_then_fail(state, filename, *args, **kwargs):
+    Path(filename).write_bytes(b"\x00" * 10)  # half-written file, then the failure
+    raise RuntimeError("simulated crash while writing weights")
+
+
+def _config_fails(*args, **kwargs):
+    raise RuntimeError("simulated crash while writing config.yaml")
+
+
+def _interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("owner,name,replacement,error", [
+    (checkpoints, "save_file", _partial_weights_then_fail, RuntimeError),
+    (checkpoints.yaml, "safe_dump", _config_fails, RuntimeError),
+    (checkpoints, "save_file", _interrupted, KeyboardInterrupt),
+], ids=["weights", "config", "ctrl-c"])
+def test_failed_checkpoint_write_keeps_previous_checkpoint(tmp_path, monkeypatch, owner, name, replacement, error):
+    path = tmp_path / "run" / "last"
+    save_checkpoint(_tiny_model(0), path, meta={"global_step": 1})
+    before = checkpoint_weights(path)
+    monkeypatch.setattr(owner, name, replacement)
+    with pytest.raises(error):
+        save_checkpoint(_tiny_model(1), path, meta={"global_step": 2})
+    monkeypatch.undo()
+    model, sections = load_checkpoint(path)
+    assert sections["meta"] == {"global_step": 1}
+    assert_same_weights(before, {k: v.contiguous() for k, v in model.state_dict().items()})
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last"]  # no temporary folder left
+
+
+@pytest.mark.parametrize("err", [OSError(errno.ENOSPC, "No space left on device"),
+                                 PermissionError(errno.EACCES, "Permission denied")], ids=["ENOSPC", "EACCES"])
+def test_checkpoint_write_error_is_raised_with_the_path(tmp_path, monkeypatch, err):
+    path = tmp_path / "run" / "last"
+    save_checkpoint(_tiny_model(0), path)
+
+    def fail(*args, **kwargs):
+        raise err
+    monkeypatch.setattr(checkpoints, "save_file", fail)
+    with pytest.raises(type(err)) as info:
+        save_checkpoint(_tiny_model(1), path)
+    assert info.value.errno == err.errno
+    assert str(path) in str(info.value) and err.strerror in str(info.value)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last"]
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores file permissions")
+def test_checkpoint_into_read_only_folder_raises_permission_error(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match=str(folder)):
+            save_checkpoint(_tiny_model(0), folder / "last")
+    finally:
+        folder.chmod(0o755)
+
+
+def test_failed_state_write_keeps_previous_state(tmp_path, monkeypatch):
+    data, out = write_tiny_data(tmp_path / "data"), tmp_path / "run"
+    fit(data, out, epochs=1, val_every=0)
+    before = checkpoint_weights(out / "state")
+    trainer = Trainer(load_experiment(None, tiny_overrides(data, out, epochs=2, val_every=0)), resume=True)
+
+    def disk_full(folder, **kwargs):
+        (Path(folder) / "model.safetensors").write_bytes(b"\x00" * 10)
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(trainer.accelerator, "save_state", disk_full)
+    with pytest.raises(OSError, match=f"training state {out / 'state'}.*No space left") as info:
+        trainer.fit()
+    assert info.value.errno == errno.ENOSPC
+    assert json.loads((out / "state" / TRAINER_STATE).read_text())["epoch"] == 1
+    assert_same_weights(before, checkpoint_weights(out / "state"))
+    assert sorted(p.name for p in out.iterdir()) == ["last", "state"]  # no temporary folder left
+
+
+# ------------------------------------------------------------------------------------- NaN loss
+def _nan_at_step(monkeypatch, step: int) -> None:
+    """The training loss (D3DP.forward) becomes NaN at the ``step``-th call, counted from 1."""
+    original, calls = D3DP.forward, []
+
+    def forward(self, x2d, y3d):
+        out = original(self, x2d, y3d)
+        calls.append(1)
+        if len(calls) == step:
+            out.loss, out.value = out.loss * float("nan"), out.value * float("nan")
+        return out
+    monkeypatch.setattr(D3DP, "forward", forward)
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_state(tmp_path, monkeypatch):
+    data, out = write_tiny_data(tmp_path / "data"), tmp_path / "run"
+    fit(data, out, epochs=1, val_every=0)
+    last, state = checkpoint_weights(out / "last"), checkpoint_weights(out / "state")
+    # Resumed at step 4; the 3rd step after that is global step 7 (epoch 2).
+    _nan_at_step(monkeypatch, 3)
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 7\b.*last good checkpoint"):
+        fit(data, out, resume=True, epochs=3, val_every=0)
+    assert json.loads((out / "state" / TRAINER_STATE).read_text())["global_step"] == STEPS_PER_EPOCH
+    assert_same_weights(last, checkpoint_weights(out / "last"))
+    assert_same_weights(state, checkpoint_weights(out / "state"))
+
+
+def test_nan_loss_keeps_the_state_of_the_step_before(tmp_path, monkeypatch):
+    data, out = write_tiny_data(tmp_path / "data"), tmp_path / "run"
+    _nan_at_step(monkeypatch, 3)
+    with pytest.raises(TrainingDiverged, match=r"step 3\b"):
+        fit(data, out, epochs=2, val_every=0, state_every_steps=1)
+    assert json.loads((out / "state" / TRAINER_STATE).read_text())["global_step"] == 2
+    assert not (out / "last").exists()  # nothing is written after the divergence
+    monkeypatch.undo()
+    resumed = fit(data, out, resume=True, epochs=2, val_every=0)
+    fit(data, tmp_path / "whole", epochs=2, val_every=0)
+    assert resumed.global_step == 2 * STEPS_PER_EPOCH
+    assert_same_weights(checkpoint_weights(tmp_path / "whole" / "last"), checkpoint_weights(out / "last"))
+
+
+def test_train_cli_exits_3_on_divergence(tmp_path, monkeypatch, capsys):
+    data = write_tiny_data(tmp_path / "data")
+    _nan_at_step(monkeypatch, 2)
+    code = train_main()(tiny_overrides(data, tmp_path / "run", val_every=0))
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "step 2" in err and "last good checkpoint" in err
+
+
+# ---------------------------------------------------------------------------------- 2 processes
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_cpu_processes_through_accelerate_launch(tmp_path):
+    """``--cpu`` with ``--num_processes 2`` makes accelerate (1.x) start ONE process unless mpirun is
+    configured; ``--multi_gpu`` goes through torchrun and, with train.cpu=true, gives 2 gloo processes."""
+    data, out = write_tiny_data(tmp_path / "data"), tmp_path / "run"
+    launcher = ([shutil.which("accelerate")] if shutil.which("accelerate")
+                else [sys.executable, "-m", "accelerate.commands.launch"])
+    cmd = launcher + ["launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                      "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+                      str(ROOT / "train.py"), *tiny_overrides(data, out, epochs=1, cpu="true")]
+    if launcher[0] == sys.executable:
+        cmd.remove("launch")
+    proc = subprocess.run(cmd, cwd=ROOT, env=_subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    model, sections = load_checkpoint(out / "last")
+    # 4 batches per epoch shared by 2 processes: 2 optimizer steps, not 4.
+    assert sections["meta"]["global_step"] == STEPS_PER_EPOCH // 2
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert json.loads((out / "state" / TRAINER_STATE).read_text())["global_step"] == STEPS_PER_EPOCH // 2
+
+
+# --------------------------------------------------------------------------------- determinism
+def test_sampling_with_the_same_generator_seed_is_identical():
+    model = _tiny_model(0).eval()
+    x2d = torch.randn(2, 9, 17, 2, generator=torch.Generator().manual_seed(1))
+    draw = lambda seed: model.sample(x2d, num_hypotheses=3, num_steps=2,  # noqa: E731
+                                     generator=torch.Generator().manual_seed(seed))
+    first = draw(5)
+    torch.manual_seed(123)  # the global RNG must not matter
+    assert torch.equal(first, draw(5))
+    assert not torch.equal(first, draw(6))
+
+
+def test_training_with_the_same_seed_gives_identical_weights(tmp_path):
+    data = write_tiny_data(tmp_path / "data")
+    fit(data, tmp_path / "a", epochs=1)
+    fit(data, tmp_path / "b", epochs=1)
+    fit(data, tmp_path / "c", epochs=1, seed=2)
+    a = checkpoint_weights(tmp_path / "a" / "last")
+    assert_same_weights(a, checkpoint_weights(tmp_path / "b" / "last"))
+    c = checkpoint_weights(tmp_path / "c" / "last")
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # the seed is actually used
