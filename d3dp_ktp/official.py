@@ -113,11 +113,14 @@ def load_official(path: str | Path, diffusion: DiffusionConfig | None = None, **
     source = str(path)
     state = official_state_dict(torch_load_untrusted(path), source)
     kind, arch = detect_official(state, source)
+    prefix = "pose_estimator." if kind == "d3dp" else ""
     if kind == "d3dp":
         state = {k: v for k, v in state.items() if k not in SCHEDULE_BUFFERS}
-        cfg = infer_model_config(state, "pose_estimator.", arch, **model_overrides)
-        model = build_diffusion(cfg, diffusion or DiffusionConfig())
-    else:
-        model = build_model(infer_model_config(state, "", arch, **model_overrides))
+    try:
+        cfg = infer_model_config(state, prefix, arch, **model_overrides)
+    except KeyError as err:  # a key the architecture is read from is absent: say which, in the caller's terms
+        raise ValueError(f"{source} is missing the key 'module.{err.args[0]}' needed to infer the "
+                         "architecture; the file is not a complete official checkpoint") from None
+    model = build_diffusion(cfg, diffusion or DiffusionConfig()) if kind == "d3dp" else build_model(cfg)
     load_state_strict(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source)
     return model.eval()
