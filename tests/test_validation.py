@@ -38,7 +38,7 @@ def _x2d(*shape, fill=None):
     (_x2d(1, T, J, 3), r"x2d must be a tensor of shape \(B, T, J, 2\)"),          # 3D instead of 2D
     (np.zeros((1, T, J, 2), np.float32), r"x2d must be a tensor"),                # not a tensor
     (_x2d(1, T, J + 1, 2), r"x2d has 18 joints but the model was built for 17"),
-    (_x2d(1, T, J - 1, 2), r"17 joints.*\(1, 9, 16, 2\)"),                         # caught by the flip lists
+    (_x2d(1, T, J - 1, 2), r"x2d has 16 joints but the model was built for 17"),
     (_x2d(1, T, J, 2, fill=float("nan")), r"x2d contains NaN or inf"),
     (_x2d(1, T, J, 2, fill=float("inf")), r"x2d contains NaN or inf"),
     (_x2d(1, 0, J, 2), r"x2d is empty"),

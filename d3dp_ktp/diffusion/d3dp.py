@@ -134,6 +134,7 @@ class D3DP(nn.Module):
         flip = cfg.flip if flip is None else flip
         check_sampling_args(H, K, eta, cfg.num_train_timesteps)
         _check_2d(x2d)
+        self._check_model_shape(x2d)
         shape = (x2d.shape[0], H, *x2d.shape[1:3], 3)
         latents, step_noise = _check_noise(latents, step_noise, shape, K)
         was_training = self.training
@@ -142,6 +143,18 @@ class D3DP(nn.Module):
             return self._ddim_loop(x2d.float(), H, K, eta, flip, generator, latents, step_noise, shape)
         finally:
             self.train(was_training)
+
+    def _check_model_shape(self, x2d: torch.Tensor) -> None:
+        """Name x2d in the error before the flip or the network meets a wrong joint/frame count."""
+        cfg = getattr(self.pose_estimator, "cfg", None)
+        if cfg is None:
+            return
+        if x2d.shape[2] != cfg.num_joints:
+            raise ValueError(f"x2d has {x2d.shape[2]} joints but the model was built for {cfg.num_joints} joints "
+                             f"(layout '{cfg.keypoint_layout or cfg.layout}')")
+        if x2d.shape[1] != cfg.num_frames:
+            raise ValueError(f"x2d has {x2d.shape[1]} frames but the model was built for T={cfg.num_frames} "
+                             "frames; pad or cut the sequence into windows of T frames")
 
     def _ddim_loop(self, x2d, H, K, eta, flip, generator, latents, step_noise, shape) -> torch.Tensor:
         """SPEC §4.4: x ~ N(0, I); for each (t, t_next): x̂0 = f(...), x <- DDIM step."""
