@@ -1,0 +1,126 @@
+"""sample.py end to end: the no-argument demo (subprocess), options, and bad inputs (in process)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import HEIGHT, WIDTH, camera_poses, project_px
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_sample_module():
+    spec = importlib.util.spec_from_file_location("sample_cli", REPO / "sample.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def sample(monkeypatch, demo_dir, tmp_path):
+    """sample.main with the demo folder pointed at the tmp files and the working directory in tmp."""
+    monkeypatch.setenv("D3DP_KTP_DEMO_DIR", str(demo_dir))
+    monkeypatch.chdir(tmp_path)
+    return load_sample_module().main
+
+
+def test_no_argument_demo_run(demo_dir, tmp_path):
+    env = {**os.environ, "D3DP_KTP_DEMO_DIR": str(demo_dir), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(REPO / "sample.py")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "outputs" / "demo"
+    for name in ("poses_3d.npz", "poses_3d.json", "preview.png", "animation.gif"):
+        assert (out / name).stat().st_size > 0 and f"wrote outputs/demo/{name}" in proc.stdout
+    assert "MPJPE vs ground truth in demo_input.npz:" in proc.stdout and " mm" in proc.stdout
+    with np.load(out / "poses_3d.npz") as npz:
+        assert npz["poses_3d"].shape == (20, 17, 3) and npz["uncertainty"].shape == (20, 17)
+        assert np.isfinite(npz["poses_3d"]).all() and (npz["poses_3d"][:, 0] == 0).all()
+        assert "hypotheses" not in npz.files
+        settings = json.loads(str(npz["settings"]))
+    assert settings["agg"] == "jpma" and settings["num_hypotheses"] == 5 and settings["num_steps"] == 5
+    doc = json.loads((out / "poses_3d.json").read_text())
+    np.testing.assert_allclose(doc["poses_3d"], np.load(out / "poses_3d.npz")["poses_3d"], atol=1e-6)
+    assert doc["joint_names"][0] == "Hip" and len(doc["root_trajectory"]) == 20
+
+
+def test_json_coco_input_with_options(sample, tmp_path, capsys):
+    gt = camera_poses(np.random.RandomState(5), 13)
+    frames = [{"keypoints": np.concatenate([f, np.full((17, 1), 0.9)], 1).reshape(-1).tolist()}
+              for f in project_px(gt)]
+    frames[4] = {"keypoints": []}  # a frame without detection
+    (tmp_path / "dets.json").write_text(json.dumps(frames))
+    rc = sample(["--input", "dets.json", "--layout", "coco", "--width", str(WIDTH), "--height", str(HEIGHT),
+                 "-H", "3", "-K", "2", "--agg", "mean", "--save-hypotheses", "--no-video", "--stride", "9",
+                 "--out", "res"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "warning: filled 17 missing keypoints in 1 of 13 frames" in captured.err
+    assert "MPJPE" not in captured.out  # no ground truth in this file
+    with np.load(tmp_path / "res" / "poses_3d.npz") as npz:
+        assert npz["hypotheses"].shape == (2, 3, 13, 17, 3) and npz["keypoints_filled"][4].all()
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["poses_3d.json", "poses_3d.npz", "preview.png"]
+    assert json.loads((tmp_path / "res" / "poses_3d.json").read_text())["settings"]["input_layout"] == "coco"
+
+
+def _write_npz(path: Path, kp: np.ndarray, **extra) -> str:
+    np.savez(path, keypoints=kp, **extra)
+    return str(path)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("joints", "expected 17 keypoints per frame for layout 'coco', got 16"),
+    ("all_missing", "no keypoint is detected in any of the 4 frames"),
+    ("not_keypoints", "is not an .npz archive"),
+    ("no_key", "holds no keypoints: expected a 'keypoints' array"),
+    ("layout", "unknown keypoint layout 'body25'"),
+    ("size", "pass --width and --height"),
+    ("missing_file", "keypoint file not found"),
+    ("checkpoint", "checkpoint not found"),
+])
+def test_bad_inputs_fail_clearly_and_write_nothing(sample, tmp_path, capsys, case, message):
+    kp = np.random.RandomState(0).uniform(10, 90, (4, 17, 3))
+    args = {"layout": "coco", "width": 100, "height": 100}
+    if case == "joints":
+        path = _write_npz(tmp_path / "in.npz", kp[:, :16], **args)
+    elif case == "all_missing":
+        path = _write_npz(tmp_path / "in.npz", np.where(np.arange(3) == 2, 0.0, kp), **args)
+    elif case == "not_keypoints":
+        (tmp_path / "in.npz").write_bytes(np.random.RandomState(1).bytes(200))
+        path = str(tmp_path / "in.npz")
+    elif case == "no_key":
+        path = str(tmp_path / "in.npz")
+        np.savez(path, something=kp)
+    elif case == "layout":
+        path = _write_npz(tmp_path / "in.npz", kp, layout="body25", width=100, height=100)
+    elif case == "size":
+        path = _write_npz(tmp_path / "in.npz", kp, layout="coco")
+    else:
+        path = _write_npz(tmp_path / "in.npz", kp, **args) if case == "checkpoint" else "nowhere.json"
+    argv = ["--input", path, "--out", "res"] + (["--checkpoint", "no_such_checkpoint"] if case == "checkpoint" else [])
+    assert sample(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err, err
+    assert not (tmp_path / "res").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_demo_files_missing_names_what_to_pass(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("D3DP_KTP_DEMO_DIR", str(tmp_path / "nothing"))
+    monkeypatch.chdir(tmp_path)
+    assert load_sample_module().main([]) == 2
+    err = capsys.readouterr().err
+    assert "built-in demo input" in err and "pass --input FILE" in err
+
+
+def test_help_explains_the_basics():
+    text = load_sample_module().build_parser().format_help()
+    for needle in ("With no arguments this runs the built-in demo", "--input FILE", "--layout", "-H H, --hypotheses H",
+                   "-K K, --steps K", "--agg {jpma,mean}", "--save-hypotheses", "--no-video", "poses_3d.npz"):
+        assert needle in text
