@@ -47,8 +47,9 @@ def torch_load_untrusted(path: str | Path) -> object:
     except pickle.UnpicklingError as err:
         raise ValueError(f"refusing to load {path}: it contains objects outside the safe allow-list "
                          f"(weights_only=True). Detail: {str(err).splitlines()[-1][:300]}") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise ValueError(f"cannot read {path}: not a PyTorch checkpoint, or truncated/corrupted ({err})") from None
+    except Exception as err:  # noqa: BLE001  any parse failure of a foreign file is the file's fault
+        raise ValueError(f"cannot read {path}: not a PyTorch checkpoint, or truncated/corrupted "
+                         f"({type(err).__name__}: {str(err)[:200]})") from None
 
 
 def official_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:

@@ -17,7 +17,7 @@ from d3dp_ktp.diffusion import D3DP, DiffusionConfig
 from d3dp_ktp.factory import build_diffusion
 from d3dp_ktp.models import ModelConfig, build_model
 from d3dp_ktp.official import load_official, torch_load_untrusted
-from tests.reference import TINY, randomize_, torch_single_thread  # noqa: F401 (autouse fixture)
+from tests.reference import TINY, randomize_
 from tests.reference import official_ref as ref
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,10 +230,19 @@ def test_disallowed_global_is_refused_and_never_runs(tmp_path):
 
 
 def test_non_checkpoint_files_raise(tmp_path):
-    junk = tmp_path / "junk.bin"
-    junk.write_bytes(os.urandom(256))
-    with pytest.raises(ValueError, match="junk.bin"):
-        load_official(junk)
+    rng = np.random.default_rng(0)
+    for i in range(20):  # random bytes fail in many different places inside torch.load
+        junk = tmp_path / f"junk{i}.bin"
+        junk.write_bytes(rng.integers(0, 256, 256, dtype=np.uint8).tobytes())
+        with pytest.raises(ValueError, match=f"junk{i}.bin"):
+            load_official(junk)
+    zipped = tmp_path / "zipped.bin"  # a valid zip container whose pickle is garbage
+    torch.save({"model_pos": {}}, zipped)
+    data = bytearray(zipped.read_bytes())
+    data[60:120] = rng.integers(0, 256, 60, dtype=np.uint8).tobytes()
+    zipped.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="zipped.bin"):
+        load_official(zipped)
     empty = tmp_path / "empty.bin"
     torch.save({"epoch": 3}, empty)
     with pytest.raises(ValueError, match="model_pos"):

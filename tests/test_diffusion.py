@@ -10,7 +10,7 @@ from d3dp_ktp.diffusion import D3DP, DiffusionConfig
 from d3dp_ktp.factory import build_diffusion
 from d3dp_ktp.models import ModelConfig
 from d3dp_ktp.skeleton import COCO, H36M
-from tests.reference import TINY, randomize_, torch_single_thread  # noqa: F401 (autouse fixture)
+from tests.reference import TINY, randomize_
 from tests.reference import official_ref as ref
 
 

@@ -9,7 +9,7 @@ import torch
 from d3dp_ktp.models import ModelConfig, build_model, count_parameters
 from d3dp_ktp.models.graph import LearnableGraphConv
 from d3dp_ktp.models.layers import DropPath, SinusoidalEmbedding
-from tests.reference import TINY, randomize_, torch_single_thread  # noqa: F401 (autouse fixture)
+from tests.reference import TINY, randomize_
 from tests.reference import official_ref as ref
 
 

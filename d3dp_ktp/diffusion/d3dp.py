@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import metrics
+from .. import metrics, perf
 from ..skeleton import Skeleton, flip_pose
 from .config import DiffusionConfig, check_sampling_args
 from .scheduler import D3DPScheduler
@@ -100,31 +100,35 @@ class D3DP(nn.Module):
         return flip_pose(x, self.skeleton.joints_left, self.skeleton.joints_right)
 
     def predict_x0(self, x2d: torch.Tensor, x2d_flip: torch.Tensor | None, x: torch.Tensor,
-                   t: int) -> torch.Tensor:
+                   t: int, dtype: str | torch.dtype | None = None) -> torch.Tensor:
         """x̂0 = clamp(scale·f(x2d, clamp(x)/scale, t), ±clamp·scale), flip-averaged (SPEC §4.4-4.5).
 
-        The un-flipped and flipped passes and all H hypotheses run as one batched forward.
+        The un-flipped and flipped passes and all H hypotheses run as one batched forward. With
+        ``dtype`` bf16/fp16 only the network runs under autocast; the flip average and DDIM stay fp32.
         """
         s, c = self.cfg.scale, self.cfg.clamp
         x_in = torch.clamp(x, -c * s, c * s) / s
         B = x.shape[0]
-        if x2d_flip is None:
-            p = self.pose_estimator(x2d, x_in, torch.full((B,), t, dtype=torch.long, device=x.device))
-        else:
-            both = self.pose_estimator(torch.cat((x2d, x2d_flip)), torch.cat((x_in, self.flip_3d(x_in))),
-                                       torch.full((2 * B,), t, dtype=torch.long, device=x.device))
-            p = (both[:B] + self.flip_3d(both[B:])) / 2
-        return torch.clamp(p.float() * s, -c * s, c * s)
+        if x2d_flip is not None:
+            x2d, x_in = torch.cat((x2d, x2d_flip)), torch.cat((x_in, self.flip_3d(x_in)))
+        t_batch = torch.full((x_in.shape[0],), t, dtype=torch.long, device=x.device)
+        with perf.autocast(x.device, dtype):
+            out = self.pose_estimator(x2d, x_in, t_batch)
+        out = out.float()
+        p = out if x2d_flip is None else (out[:B] + self.flip_3d(out[B:])) / 2
+        return torch.clamp(p * s, -c * s, c * s)
 
     @torch.no_grad()
     def sample(self, x2d: torch.Tensor, num_hypotheses: int | None = None, num_steps: int | None = None,
                eta: float | None = None, flip: bool | None = None, generator: torch.Generator | None = None,
-               latents: torch.Tensor | None = None, step_noise: torch.Tensor | None = None) -> torch.Tensor:
+               latents: torch.Tensor | None = None, step_noise: torch.Tensor | None = None,
+               dtype: str | torch.dtype | None = None) -> torch.Tensor:
         """Draw H hypotheses with K DDIM steps; returns x̂0 of every step, (B, K, H, T, J, 3) metres.
 
         x2d: (B, T, J, 2) normalised 2D. latents: (B, H, T, J, 3) initial x_T (scaled space);
         step_noise: (K-1, B, H, T, J, 3) the z of each non-final step. Either makes a run exactly
-        reproducible; otherwise noise comes from ``generator`` (or the global RNG). The denoiser runs
+        reproducible; otherwise noise comes from ``generator`` (or the global RNG). ``dtype`` 'bf16' or
+        'fp16' runs the network under autocast (GPU fast path; fp32 by default). The denoiser runs
         in eval mode (BatchNorm running statistics), its previous mode is restored afterwards.
         """
         cfg = self.cfg
@@ -140,7 +144,7 @@ class D3DP(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return self._ddim_loop(x2d.float(), H, K, eta, flip, generator, latents, step_noise, shape)
+            return self._ddim_loop(x2d.float(), H, K, eta, flip, generator, latents, step_noise, shape, dtype)
         finally:
             self.train(was_training)
 
@@ -156,7 +160,7 @@ class D3DP(nn.Module):
             raise ValueError(f"x2d has {x2d.shape[1]} frames but the model was built for T={cfg.num_frames} "
                              "frames; pad or cut the sequence into windows of T frames")
 
-    def _ddim_loop(self, x2d, H, K, eta, flip, generator, latents, step_noise, shape) -> torch.Tensor:
+    def _ddim_loop(self, x2d, H, K, eta, flip, generator, latents, step_noise, shape, dtype) -> torch.Tensor:
         """SPEC §4.4: x ~ N(0, I); for each (t, t_next): x̂0 = f(...), x <- DDIM step."""
         device = x2d.device
         x = latents.to(device, torch.float32) if latents is not None else \
@@ -166,7 +170,7 @@ class D3DP(nn.Module):
         scheduler.set_timesteps(K)
         outputs = []
         for k, (t, t_next) in enumerate(scheduler.time_pairs()):
-            x0 = self.predict_x0(x2d, x2d_flip, x, t)
+            x0 = self.predict_x0(x2d, x2d_flip, x, t, dtype)
             outputs.append(x0)
             z = None
             if t_next >= 0 and eta > 0:

@@ -28,6 +28,7 @@ class EvalConfig:
     by_subject: bool = False          # also keep per-subject tables (HumanEva protocol, SPEC §8)
     max_windows: int = 0              # stop after this many windows (0 = all); for quick validation
     device: str = "auto"              # 'auto' = cuda when available, else cpu
+    dtype: str = "fp32"               # 'bf16'/'fp16' run the denoiser under autocast (GPU fast path)
     output_dir: str = "outputs/eval"  # where the eval/ scripts write md/csv/json/png
 
     def __post_init__(self):
@@ -41,5 +42,7 @@ class EvalConfig:
             raise ValueError(f"eval.batch_size must be >= 1 window, got {self.batch_size}")
         if self.max_windows < 0:
             raise ValueError(f"eval.max_windows must be >= 0 (0 = all windows), got {self.max_windows}")
+        if self.dtype not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"eval.dtype must be 'fp32', 'bf16' or 'fp16', got '{self.dtype}'")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ValueError(f"eval.device must be one of {', '.join(DEVICES)} or 'cuda:N', got '{self.device}'")

@@ -170,7 +170,7 @@ def batch_errors(P: torch.Tensor, Y: torch.Tensor, jpma_index: torch.Tensor | No
 def _sample(model, x2d: torch.Tensor, cfg: EvalConfig, generator: torch.Generator, root: int) -> torch.Tensor:
     B, T, _, _ = x2d.shape
     P = model.sample(x2d, num_hypotheses=cfg.num_hypotheses, num_steps=cfg.num_steps, eta=cfg.eta,
-                     flip=cfg.flip, generator=generator)
+                     flip=cfg.flip, generator=generator, **({"dtype": cfg.dtype} if cfg.dtype != "fp32" else {}))
     expected = (B, cfg.num_steps, cfg.num_hypotheses, T, model.skeleton.num_joints, 3)
     if not isinstance(P, torch.Tensor) or tuple(P.shape) != expected:
         raise ValueError(f"model.sample returned {tuple(getattr(P, 'shape', ()))}, expected (B, K, H, T, J, 3) = "

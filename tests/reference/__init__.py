@@ -5,7 +5,6 @@ the helpers below only touch modules through ``state_dict()``.
 """
 from __future__ import annotations
 
-import pytest
 import torch
 
 # A tiny configuration that still exercises every code path (hypotheses, graphs, several pairs).
@@ -45,16 +44,3 @@ def randomize_(module: torch.nn.Module, seed: int, out_scale: float = 0.3) -> to
             v.mul_(out_scale)
     return module
 
-
-@pytest.fixture(autouse=True, scope="module")
-def torch_single_thread():
-    """Run a test module's tiny tensors on one intra-op thread, then restore the setting.
-
-    Why: at C=32 and 17 tokens, extra OpenMP threads only add barriers, and on a shared 2-core
-    machine a descheduled thread turns each barrier into a spin-wait (a 10x slowdown measured).
-    Import this fixture into a test module to activate it there.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
