@@ -97,8 +97,9 @@ class Trainer:
                 self._end_epoch()
         finally:
             acc.wait_for_everyone()
-            if acc.is_main_process and not getattr(self, "_diverged", False):
+            if not getattr(self, "_diverged", False):
                 self._save_state()
+            if acc.is_main_process and not getattr(self, "_diverged", False):
                 save_checkpoint(self.eval_model, self.out / "last", to_dict(self.cfg), self._meta())
             acc.end_training()
         return self.state
@@ -162,7 +163,7 @@ class Trainer:
             acc.log({"train/loss": value, "train/lr": lr}, step=st.global_step)
         elapsed = time.monotonic() - self._t0
         bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", seq_s=f"{batch * st.global_step / max(elapsed, 1e-9):.1f}")
-        if tc.state_every_steps and st.global_step % tc.state_every_steps == 0 and acc.is_main_process:
+        if tc.state_every_steps and st.global_step % tc.state_every_steps == 0:
             self._save_state()
 
     def _should_stop(self) -> bool:
@@ -184,7 +185,7 @@ class Trainer:
         acc.log({f"val/{k}": v for k, v in record.items() if k not in ("epoch",)}, step=st.global_step)
         if acc.is_main_process:
             self._save_checkpoints(record)
-        acc.wait_for_everyone()
+        self._save_state()  # collective; waits for the main process's checkpoints
 
     def _validate(self) -> dict:
         tc = self.cfg.train
@@ -201,7 +202,6 @@ class Trainer:
             save_checkpoint(self.eval_model, self.out / "best", to_dict(self.cfg), self._meta())
         if tc.save_every and st.epoch % tc.save_every == 0:
             save_checkpoint(self.eval_model, self.out / f"epoch_{st.epoch}", to_dict(self.cfg), self._meta())
-        self._save_state()
 
     def _meta(self) -> dict:
         st = self.state
@@ -210,22 +210,31 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def _save_state(self) -> None:
-        """accelerate.save_state plus our trainer state, written to a temporary folder then swapped in."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".state.", dir=self.out))
+        """accelerate.save_state plus our trainer state into ``.state.tmp``, then swapped in.
+
+        Collective: every process calls it, because accelerate writes one RNG file per process and
+        an exact multi-process resume needs all of them. Only the main process renames folders.
+        """
+        acc = self.accelerator
+        tmp, final, old = self.out / ".state.tmp", self.out / STATE_DIR, self.out / ".state.old"
         try:
-            self.accelerator.save_state(str(tmp), safe_serialization=True)
-            (tmp / TRAINER_STATE).write_text(json.dumps(dataclasses.asdict(self.state)))
-            final = self.out / STATE_DIR
-            old = self.out / ".state.old"
-            shutil.rmtree(old, ignore_errors=True)
-            if final.exists():
-                os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
+            if acc.is_main_process:
+                self.out.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir()
+            acc.wait_for_everyone()
+            acc.save_state(str(tmp), safe_serialization=True)
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                (tmp / TRAINER_STATE).write_text(json.dumps(dataclasses.asdict(self.state)))
+                shutil.rmtree(old, ignore_errors=True)
+                if final.exists():
+                    os.replace(final, old)
+                os.replace(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
         except OSError as err:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise write_error(err, "training state", self.out / STATE_DIR) from err
+            raise write_error(err, "training state", final) from err
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -235,24 +235,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_cpu_processes_through_accelerate_launch(tmp_path):
-    """``--cpu`` with ``--num_processes 2`` makes accelerate (1.x) start ONE process unless mpirun is
-    configured; ``--multi_gpu`` goes through torchrun and, with train.cpu=true, gives 2 gloo processes."""
-    data, out = write_tiny_data(tmp_path / "data"), tmp_path / "run"
+def _launch_two(data: Path, out: Path, epochs: int, resume: bool = False) -> None:
     launcher = ([shutil.which("accelerate")] if shutil.which("accelerate")
                 else [sys.executable, "-m", "accelerate.commands.launch"])
     cmd = launcher + ["launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                       "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-                      str(ROOT / "train.py"), *tiny_overrides(data, out, epochs=1, cpu="true")]
+                      str(ROOT / "train.py"), *tiny_overrides(data, out, epochs=epochs, cpu="true")]
+    if resume:
+        cmd.append("--resume")
     if launcher[0] == sys.executable:
         cmd.remove("launch")
     proc = subprocess.run(cmd, cwd=ROOT, env=_subprocess_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    model, sections = load_checkpoint(out / "last")
-    # 4 batches per epoch shared by 2 processes: 2 optimizer steps, not 4.
-    assert sections["meta"]["global_step"] == STEPS_PER_EPOCH // 2
+
+
+def test_two_cpu_processes_through_accelerate_launch(tmp_path):
+    """``--cpu`` with ``--num_processes 2`` makes accelerate (1.x) start ONE process unless mpirun is
+    configured; ``--multi_gpu`` goes through torchrun and, with train.cpu=true, gives 2 gloo processes.
+    A 2-process run resumed after its first epoch ends with the weights of an uninterrupted one."""
+    data = write_tiny_data(tmp_path / "data")
+    _launch_two(data, tmp_path / "a", epochs=2)
+    model, sections = load_checkpoint(tmp_path / "a" / "last")
+    # 4 batches per epoch shared by 2 processes: 2 optimizer steps per epoch, not 4.
+    assert sections["meta"]["global_step"] == 2 * (STEPS_PER_EPOCH // 2)
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    assert json.loads((out / "state" / TRAINER_STATE).read_text())["global_step"] == STEPS_PER_EPOCH // 2
+    state = tmp_path / "a" / "state"
+    assert json.loads((state / TRAINER_STATE).read_text())["global_step"] == 2 * (STEPS_PER_EPOCH // 2)
+    assert (state / "random_states_0.pkl").is_file() and (state / "random_states_1.pkl").is_file()
+    _launch_two(data, tmp_path / "b", epochs=1)
+    _launch_two(data, tmp_path / "b", epochs=2, resume=True)
+    a, b = checkpoint_weights(tmp_path / "a" / "last"), checkpoint_weights(tmp_path / "b" / "last")
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 # --------------------------------------------------------------------------------- determinism
