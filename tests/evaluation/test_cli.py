@@ -121,3 +121,19 @@ def test_help_runs_as_a_script():
     out = subprocess.run([sys.executable, str(REPO / "eval" / "mpi_inf_3dhp.py"), "--help"], capture_output=True,
                          text=True, cwd="/", timeout=120)
     assert out.returncode == 0 and "--annot-mat-dir" in out.stdout and "PCK" in out.stdout
+
+
+def test_custom_cli_reports_all_four_aggregations(tmp_path):
+    import numpy as np
+
+    from tests.data.fixtures import write_custom
+    write_custom(tmp_path / "data", np.random.RandomState(0), name="mocap", keypoints="gt")
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    out = tmp_path / "out"
+    rc = script("custom")(["--checkpoint", str(ckpt), "--data-dir", str(tmp_path / "data"), "--name", "mocap",
+                           "--subjects", "B", "--out", str(out), "--mode", "both", "--no-p2", *COMMON])
+    assert rc == 0
+    for mode in ("official", "clean"):
+        data = json.loads((out / f"mocap_{mode}.json").read_text())  # named after the dataset
+        assert set(data["summary_mm"]) == {"J-Best", "P-Best", "P-Agg", "J-Agg"}
+        assert all(np.isfinite(v).all() for v in data["summary_mm"].values())
