@@ -63,7 +63,13 @@ def write_error(err: OSError, what: str, path: Path) -> OSError:
 
 
 def _fsync_dir(folder: Path) -> None:
+    """Flush every file, and give the folder the permissions a plain mkdir/open would have: mkdtemp
+    makes it private (0700), which would hide a shared checkpoint from other users."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
     for f in folder.iterdir():
+        os.chmod(f, 0o666 & ~umask)
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
 
