@@ -60,7 +60,8 @@ def build_parser(spec: DatasetCLI) -> argparse.ArgumentParser:
                    help="official: the published protocol incl. its quirks (GT root in JPMA, per-batch P-Best, "
                         "double-counted overlap); clean: each frame once, per-window P-Best, JPMA root from 2D")
     p.add_argument("--batch-size", type=int, default=spec.batch_size,
-                   help=f"windows per batch; official P-Best depends on it (default {spec.batch_size})")
+                   help=f"windows per batch; official P-Best depends on it (default {spec.batch_size}); "
+                        "0 = as many as fit in memory (clean mode)")
     p.add_argument("--seed", type=int, default=defaults.seed, help="noise seed (default 1)")
     p.add_argument("--by-subject", action="store_true", default=spec.by_subject, help="also report per subject")
     p.add_argument("--subjects", default=",".join(spec.subjects), help="comma-separated test subjects")

@@ -21,7 +21,7 @@ class EvalConfig:
     # again. 'clean': every frame counted once, P-Best per window, JPMA root estimated from 2D.
     mode: str = "official"
     # Windows per sampling batch; batches never cross videos. It changes official P-Best (SPEC §12.2):
-    # D3DP uses 4 on Human3.6M and 2 on MPI-INF-3DHP.
+    # D3DP uses 4 on Human3.6M and 2 on MPI-INF-3DHP. 0 (clean mode only) = as many as fit in memory.
     batch_size: int = 4
     seed: int = 1                     # seeds the torch.Generator every batch draws its noise from
     protocol2: bool = True            # also report Protocol #2 (P-MPJPE) versions of the four metrics
@@ -38,8 +38,11 @@ class EvalConfig:
         check_sampling_args(self.num_hypotheses, self.num_steps, self.eta)
         if self.mode not in MODES:
             raise ValueError(f"eval.mode must be one of {', '.join(MODES)}, got '{self.mode}'")
-        if self.batch_size < 1:
-            raise ValueError(f"eval.batch_size must be >= 1 window, got {self.batch_size}")
+        if self.batch_size < 0:
+            raise ValueError(f"eval.batch_size must be >= 1 window, or 0 for automatic, got {self.batch_size}")
+        if self.batch_size == 0 and self.mode == "official":
+            raise ValueError("eval.batch_size=0 (automatic) is for mode 'clean': the official P-Best depends on the "
+                             "batch size, so give it explicitly (D3DP: 4 on Human3.6M, 2 on MPI-INF-3DHP)")
         if self.max_windows < 0:
             raise ValueError(f"eval.max_windows must be >= 0 (0 = all windows), got {self.max_windows}")
         if self.dtype not in ("fp32", "bf16", "fp16"):

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .. import aggregation, metrics
 from ..config import to_dict
+from ..perf import max_windows_for_budget
 from ..data.dataset import PoseDataset, Video
 from ..data.windows import eval_windows, window_frame_indices, window_keep_mask
 from ..skeleton import MPI_INF_3DHP
@@ -188,13 +189,14 @@ def iterate_batches(model, dataset: PoseDataset, cfg: EvalConfig, progress: bool
     if hasattr(model, "to"):
         model.to(device)
     generator = torch.Generator().manual_seed(cfg.seed)  # CPU generator: the same noise on every device
+    batch_size = cfg.batch_size or auto_batch_size(model, cfg, T, device)
     total = sum(math.ceil(v.num_frames / T) for v in dataset.videos)
     budget = cfg.max_windows or total
     with tqdm(total=min(budget, total), disable=not progress, unit="window", desc=f"eval {cfg.mode}") as bar:
         for video in dataset.videos:
             w = video_windows(video, T, dataset.skeleton.root, cfg.mode)
-            for start in range(0, len(w), cfg.batch_size):
-                take = min(cfg.batch_size, len(w) - start, budget)
+            for start in range(0, len(w), batch_size):
+                take = min(batch_size, len(w) - start, budget)
                 if take <= 0:
                     return
                 sl = slice(start, start + take)
@@ -207,6 +209,17 @@ def iterate_batches(model, dataset: PoseDataset, cfg: EvalConfig, progress: bool
                 yield BatchErrors(video, batch_errors(P, Y, index, cfg), w.weight[sl], w.frame_index[sl])
                 budget -= take
                 bar.update(take)
+
+
+def auto_batch_size(model, cfg: EvalConfig, T: int, device: torch.device) -> int:
+    """Windows per sample call that fit the memory budget (eval.batch_size = 0, clean mode only):
+    80% of the free GPU memory, or 2 GiB on CPU, by perf.max_windows_for_budget's estimate."""
+    if device.type == "cuda":
+        budget = int(0.8 * torch.cuda.mem_get_info(device)[0])
+    else:
+        budget = 2 * 2 ** 30
+    return max_windows_for_budget(model, T, cfg.num_hypotheses, cfg.flip, budget, K=cfg.num_steps,
+                                  dtype=cfg.dtype)
 
 
 # --- accumulation and the result ---------------------------------------------------------------

@@ -179,3 +179,14 @@ def test_asking_for_cuda_without_it_is_a_clear_error():
     ds = make_dataset([make_video("S9", "Walking", 8, 0)])
     with pytest.raises(ValueError, match="CUDA is not available"):
         evaluate(StubModel(ds, 4), ds, cfg(device="cuda"))
+
+
+def test_automatic_batch_size_takes_whole_videos_in_clean_mode_only():
+    ds = make_dataset([make_video("S9", "Walking", 20, 0), make_video("S9", "Eating", 3, 1)])
+    stub = StubModel(ds, 4)
+    stub.cfg = ModelConfig(channels=32, num_heads=4, depth=1, num_frames=4)  # for the memory estimate
+    stub.parameters = lambda: iter(())
+    evaluate(stub, ds, cfg(batch_size=0, mode="clean", protocol2=False))
+    assert stub.calls == [5, 1]  # each video in one call: a 2 GiB CPU budget holds many windows
+    with pytest.raises(ValueError, match="official P-Best depends on the batch size"):
+        cfg(batch_size=0, mode="official")
