@@ -1,0 +1,44 @@
+"""The README's main command: `python sample.py` on the committed demo checkpoint and input."""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "assets" / "demo"
+# The bundled model's MPJPE on the bundled sequence is reported in assets/demo/README.md; the test
+# allows a little slack for BLAS differences across machines, not for a worse model.
+MAX_MPJPE_MM = float(re.search(r"MPJPE[^0-9]*([0-9.]+) mm", (DEMO / "README.md").read_text()).group(1)) + 1.0
+
+
+def test_bundled_assets_are_small_and_complete():
+    files = [DEMO / "demo_input.npz", DEMO / "checkpoint" / "model.safetensors",
+             DEMO / "checkpoint" / "config.yaml", DEMO / "checkpoint" / "scheduler_config.json"]
+    assert all(f.is_file() for f in files)
+    assert sum(f.stat().st_size for f in files) < 5 * 2 ** 20
+
+
+def test_sample_py_without_arguments_runs_the_demo(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "D3DP_KTP_DEMO_DIR"}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run([sys.executable, str(REPO / "sample.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "outputs" / "demo"
+    for name in ("poses_3d.npz", "poses_3d.json", "preview.png", "animation.gif"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+        assert str(Path("outputs") / "demo" / name) in proc.stdout
+    with np.load(out / "poses_3d.npz") as result:
+        demo = np.load(DEMO / "demo_input.npz")
+        frames = demo["keypoints"].shape[0]
+        assert result["poses_3d"].shape == (frames, 17, 3)
+        assert result["uncertainty"].shape == (frames, 17)
+        assert np.isfinite(result["poses_3d"]).all() and np.isfinite(result["uncertainty"]).all()
+        assert np.allclose(result["poses_3d"][:, 0], 0)
+    assert len(json.loads((out / "poses_3d.json").read_text())["poses_3d"]) == frames
+    mpjpe = float(re.search(r"MPJPE vs ground truth[^:]*: ([0-9.]+) mm", proc.stdout).group(1))
+    assert mpjpe < MAX_MPJPE_MM
