@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -55,6 +56,10 @@ class Trainer:
         self.cfg = cfg.validate()
         tc = cfg.train
         self.out = Path(tc.output_dir)
+        # AcceleratorState is a per-process singleton that refuses a second Accelerator with other
+        # settings (a notebook or test that trains twice, e.g. fp32 then bf16). The process-group part
+        # (PartialState) is kept, so this is safe under `accelerate launch` too.
+        AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(mixed_precision=tc.mixed_precision, cpu=tc.cpu,
                                        gradient_accumulation_steps=tc.grad_accum,
                                        log_with="tensorboard" if tc.tracker == "tensorboard" else None,
