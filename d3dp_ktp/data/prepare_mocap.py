@@ -2,8 +2,8 @@
 
 Example::
 
-    python -m d3dp_ktp.data.prepare_mocap --bvh-dir /work/shared/data/mocap/cmu_iclone \\
-        --bvh-dir /work/shared/data/mocap/cmu_salsa --out data/cmu --name cmu
+    python -m d3dp_ktp.data.prepare_mocap --bvh-dir CMU/cmu_iclone \\
+        --bvh-dir CMU/cmu_salsa --out data/cmu --name cmu
 
 writes ``data_3d_cmu.npz``, ``data_2d_cmu_gt.npz`` and (with ``--noise-px`` > 0) ``data_2d_cmu_noisy.npz``.
 The data was obtained from mocap.cs.cmu.edu (created with funding from NSF EIA-0196217).
