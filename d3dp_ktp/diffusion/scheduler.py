@@ -117,8 +117,15 @@ class D3DPScheduler(SchedulerMixin, ConfigMixin):
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """q_sample: sqrt(ᾱ_t)·x0 + sqrt(1-ᾱ_t)·ε per sample (float64 coefficients, x0's dtype out)."""
-        a = self.alphas_cumprod.to(x0.device)[timesteps].reshape(-1, *([1] * (x0.dim() - 1)))
+        a = self._alphas_on(x0.device)[timesteps].reshape(-1, *([1] * (x0.dim() - 1)))
         return (torch.sqrt(a) * x0.double() + torch.sqrt(1 - a) * noise.double()).to(x0.dtype)
+
+    def _alphas_on(self, device: torch.device) -> torch.Tensor:
+        """ᾱ on ``device``, copied once rather than in every training step."""
+        cache = self.__dict__.setdefault("_alphas_cache", {})
+        if device not in cache:
+            cache[device] = self.alphas_cumprod.to(device)
+        return cache[device]
 
     def __len__(self) -> int:
         return self.config.num_train_timesteps
