@@ -9,7 +9,8 @@
 (On CPU, ``accelerate launch --cpu --num_processes 2`` starts a single process unless mpirun is set up.)
 
 Overrides are section.key=value (sections: model, diffusion, data, train, eval). Re-running with
---resume continues an interrupted run exactly from <train.output_dir>/state.
+--resume continues an interrupted run exactly from <train.output_dir>/state. Ctrl-C once stops after
+the current optimizer step and saves; twice stops at once and keeps the last completed save.
 """
 from __future__ import annotations
 
@@ -39,8 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as err:
         print(f"error: training diverged: {err}", file=sys.stderr)
         return 3
-    if trainer.accelerator.is_main_process:
-        print(f"done: {state.epoch} epochs, {state.global_step} steps; checkpoints in {cfg.train.output_dir}")
+    if not trainer.accelerator.is_main_process:
+        return 0
+    if trainer.interrupts.requested:
+        print(f"interrupted after epoch {state.epoch} step {state.global_step}; state saved in "
+              f"{cfg.train.output_dir}: add --resume to continue exactly", file=sys.stderr)
+        return 130
+    print(f"done: {state.epoch} epochs, {state.global_step} steps; checkpoints in {cfg.train.output_dir}")
     return 0
 
 

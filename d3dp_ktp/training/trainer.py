@@ -31,6 +31,7 @@ from ..evaluation import evaluate
 from ..experiment import ExperimentConfig
 from ..factory import build_diffusion
 from .ema import EMA
+from .interrupts import Interrupts
 
 STATE_DIR = "state"
 TRAINER_STATE = "trainer_state.json"
@@ -78,6 +79,10 @@ class Trainer:
         if self.ema is not None:
             self.accelerator.register_for_checkpointing(self.ema)
         self.state = TrainerState(sampler=self.sampler.state_dict())
+        self._pending: list[torch.Tensor] = []         # per-batch losses not yet read back to the host
+        self._pending_at: list[tuple[int, int]] = []   # their (epoch, optimizer step), for messages
+        self._diverged = False
+        self.interrupts = Interrupts()
         if resume:
             self._recover_state()
             if (self.out / STATE_DIR).is_dir():
@@ -93,21 +98,32 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> TrainerState:
-        tc, acc = self.cfg.train, self.accelerator
+        """Train to ``train.epochs`` (or a step/time budget, or Ctrl-C); saves ``state`` and ``last``."""
+        tc = self.cfg.train
         self._t0 = time.monotonic()
-        try:
-            while self.state.epoch < tc.epochs and not self._should_stop():
-                if not self._train_epoch():
-                    break  # budget hit mid-epoch: the saved state resumes from here
-                self._end_epoch()
-        finally:
-            acc.wait_for_everyone()
-            if not getattr(self, "_diverged", False):
-                self._save_state()
-            if acc.is_main_process and not getattr(self, "_diverged", False):
-                save_checkpoint(self.eval_model, self.out / "last", to_dict(self.cfg), self._meta())
-            acc.end_training()
+        with Interrupts() as self.interrupts:
+            try:
+                while self.state.epoch < tc.epochs and not self._should_stop():
+                    if not self._train_epoch():
+                        break  # budget hit mid-epoch: the saved state resumes from here
+                    self._end_epoch()
+            finally:
+                try:
+                    self._finish()
+                finally:
+                    self.accelerator.end_training()
         return self.state
+
+    def _finish(self) -> None:
+        """Save the resumable state and ``last`` unless the run diverged or a second Ctrl-C aborted it
+        (then the previous saves are what a resume continues from)."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if self._diverged or self.interrupts.aborted:
+            return
+        self._save_state()  # reads back the pending losses first: NaN weights are never saved
+        if acc.is_main_process:
+            save_checkpoint(self.eval_model, self.out / "last", to_dict(self.cfg), self._meta())
 
     def _epoch_batches(self) -> list[list[int]]:
         """This epoch's batches for this process, including those already consumed before a resume."""
@@ -127,58 +143,91 @@ class Trainer:
         batches = self._epoch_batches()
         # A DataLoader draws a worker base seed from the global torch RNG on every iter() unless it
         # has its own generator; that extra draw on resume would shift the noise of all later steps.
-        loader = DataLoader(self.chunks, batch_sampler=batches[st.step_in_epoch:],
-                            num_workers=self.cfg.data.num_workers, pin_memory=acc.device.type == "cuda",
+        workers = self.cfg.data.num_workers
+        loader = DataLoader(self.chunks, batch_sampler=batches[st.step_in_epoch:], num_workers=workers,
+                            pin_memory=acc.device.type == "cuda", prefetch_factor=4 if workers else None,
                             generator=torch.Generator().manual_seed(tc.seed + st.epoch))
         self.model.train()
-        bar = tqdm(loader, desc=f"epoch {st.epoch + 1}/{tc.epochs}", disable=not (tc.progress and acc.is_main_process))
-        for x2d, y3d, _cam in bar:
-            value = self._train_step(x2d.to(acc.device), y3d.to(acc.device))
-            st.loss_sum += value
+        self._bar = tqdm(loader, desc=f"epoch {st.epoch + 1}/{tc.epochs}",
+                         disable=not (tc.progress and acc.is_main_process))
+        for x2d, y3d, _cam in self._bar:
+            self._train_step(x2d.to(acc.device, non_blocking=True), y3d.to(acc.device, non_blocking=True))
             if acc.sync_gradients:
-                self._after_step(bar, value, x2d.shape[0])
+                self._after_step(x2d.shape[0])
                 if self._should_stop():  # only between optimizer steps: accumulated gradients are not saved
                     break
         return st.step_in_epoch >= len(batches)
 
-    def _train_step(self, x2d: torch.Tensor, y3d: torch.Tensor) -> float:
+    def _train_step(self, x2d: torch.Tensor, y3d: torch.Tensor) -> None:
+        """One batch. No host-device sync: the loss stays on the device until the next read-back."""
         tc, acc = self.cfg.train, self.accelerator
         with acc.accumulate(self.model):
             out = self.model(x2d, y3d)
-            if not torch.isfinite(out.value):
-                self._diverged = True
-                raise TrainingDiverged(f"loss became {out.value.item()} at epoch {self.state.epoch + 1}, step "
-                                       f"{self.state.global_step + 1}; the last good checkpoint in {self.out} is kept. "
-                                       "Lower train.lr or use train.mixed_precision=no.")
             acc.backward(out.loss)
             if tc.grad_clip > 0 and acc.sync_gradients:
                 acc.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
             self.optimizer.step()
             self.optimizer.zero_grad()
         self.state.step_in_epoch += 1
-        return out.value.item()
+        self._pending.append(out.value.detach())
+        self._pending_at.append((self.state.epoch + 1, self.state.global_step + 1))
 
-    def _after_step(self, bar, value: float, batch: int) -> None:
+    def _after_step(self, batch: int) -> None:
         tc, acc, st = self.cfg.train, self.accelerator, self.state
         st.global_step += 1
         if self.ema is not None:
             self.ema.update(self.unwrapped)
-        lr = self.optimizer.param_groups[0]["lr"]
         if st.global_step % tc.log_every == 0:
-            acc.log({"train/loss": value, "train/lr": lr}, step=st.global_step)
-        elapsed = time.monotonic() - self._t0
-        bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", seq_s=f"{batch * st.global_step / max(elapsed, 1e-9):.1f}")
+            loss, lr = self._read_losses(), self.optimizer.param_groups[0]["lr"]
+            acc.log({"train/loss": loss, "train/lr": lr}, step=st.global_step)
+            elapsed = time.monotonic() - self._t0
+            self._bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}",
+                                  seq_s=f"{batch * st.global_step / max(elapsed, 1e-9):.1f}")
         if tc.state_every_steps and st.global_step % tc.state_every_steps == 0:
             self._save_state()
 
+    def _read_losses(self) -> float:
+        """Read the losses of the steps since the last read back (one host-device sync), add them
+        to the epoch sum and return their mean. Raises TrainingDiverged at the first non-finite one,
+        on every process when it happened on any (DDP shares the NaN gradients)."""
+        if not self._pending:
+            return math.nan
+        values = torch.stack(self._pending).to("cpu", torch.float64)
+        at, self._pending, self._pending_at = self._pending_at, [], []
+        bad = torch.nonzero(~torch.isfinite(values)).flatten().tolist()
+        if self.accelerator.num_processes > 1:
+            flag = torch.tensor(float(bool(bad)), device=self.accelerator.device)
+            elsewhere = self.accelerator.reduce(flag, reduction="sum").item() > 0
+        else:
+            elsewhere = False
+        if bad or elsewhere:
+            self._diverged = True
+            where = (f"loss became {values[bad[0]].item()} at epoch {at[bad[0]][0]}, step {at[bad[0]][1]}"
+                     if bad else f"the loss became non-finite on another process by epoch {at[-1][0]}, "
+                                 f"step {at[-1][1]}")
+            raise TrainingDiverged(f"{where}; the last good checkpoint in {self.out} is kept. "
+                                   "Lower train.lr or use train.mixed_precision=no.")
+        self.state.loss_sum += float(values.sum())  # float64 sums of float32 values: exact, order-free
+        return float(values.mean())
+
     def _should_stop(self) -> bool:
-        tc, st = self.cfg.train, self.state
+        """Step budget (the same on every process); wall-time budget and Ctrl-C, decided together by all
+        processes at log steps when there are several, so that they stop after the same step."""
+        tc, st, acc = self.cfg.train, self.state, self.accelerator
         if tc.max_steps and st.global_step >= tc.max_steps:
             return True
-        return bool(tc.max_minutes) and time.monotonic() - self._t0 >= tc.max_minutes * 60
+        local = self.interrupts.requested or (bool(tc.max_minutes)
+                                              and time.monotonic() - self._t0 >= tc.max_minutes * 60)
+        if acc.num_processes == 1:
+            return local
+        if st.global_step % tc.log_every:
+            return False
+        flag = torch.tensor(float(local), device=acc.device)
+        return acc.reduce(flag, reduction="sum").item() > 0
 
     def _end_epoch(self) -> None:
         tc, acc, st = self.cfg.train, self.accelerator, self.state
+        self._read_losses()
         loss = st.loss_sum / max(st.step_in_epoch, 1)
         st.epoch += 1
         st.step_in_epoch, st.loss_sum = 0, 0.0
@@ -220,6 +269,7 @@ class Trainer:
         Collective: every process calls it, because accelerate writes one RNG file per process and
         an exact multi-process resume needs all of them. Only the main process renames folders.
         """
+        self._read_losses()
         acc = self.accelerator
         tmp, final, old = self.out / ".state.tmp", self.out / STATE_DIR, self.out / ".state.old"
         try:

@@ -132,6 +132,22 @@ def test_failed_checkpoint_write_keeps_previous_checkpoint(tmp_path, monkeypatch
     assert sorted(p.name for p in path.parent.iterdir()) == ["last"]  # no temporary folder left
 
 
+def test_checkpoint_swap_killed_between_renames_is_recovered(tmp_path):
+    """A kill after ``last`` was moved to ``.last.old`` but before the new folder was renamed in: the
+    next load finds the previous checkpoint, and the next save replaces it cleanly."""
+    path = tmp_path / "run" / "last"
+    save_checkpoint(_tiny_model(0), path, meta={"global_step": 1})
+    before = checkpoint_weights(path)
+    path.rename(path.with_name(".last.old"))
+    _, sections = load_checkpoint(path)
+    assert sections["meta"] == {"global_step": 1} and path.is_dir()
+    assert_same_weights(before, checkpoint_weights(path))
+    path.rename(path.with_name(".last.old"))
+    save_checkpoint(_tiny_model(1), path, meta={"global_step": 2})
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last"]
+    assert load_checkpoint(path)[1]["meta"] == {"global_step": 2}
+
+
 @pytest.mark.parametrize("err", [OSError(errno.ENOSPC, "No space left on device"),
                                  PermissionError(errno.EACCES, "Permission denied")], ids=["ENOSPC", "EACCES"])
 def test_checkpoint_write_error_is_raised_with_the_path(tmp_path, monkeypatch, err):
@@ -226,6 +242,62 @@ def test_train_cli_exits_3_on_divergence(tmp_path, monkeypatch, capsys):
     assert code == 3
     err = capsys.readouterr().err
     assert "training diverged" in err and "step 2" in err and "last good checkpoint" in err
+
+
+# --------------------------------------------------------------------------------------- Ctrl-C
+def _sigint_at_batch(monkeypatch, batch: int, times: int = 1) -> None:
+    """``times`` SIGINTs arrive in the middle of the ``batch``-th training forward (counted from 1)."""
+    original, calls = D3DP.forward, []
+
+    def forward(self, x2d, y3d):
+        calls.append(1)
+        if len(calls) == batch:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+        return original(self, x2d, y3d)
+    monkeypatch.setattr(D3DP, "forward", forward)
+
+
+@pytest.mark.parametrize("grad_accum,batch,stop_step", [(1, 3, 3), (2, 3, 2)], ids=["step", "mid-accumulation"])
+def test_ctrl_c_finishes_the_optimizer_step_saves_and_resumes_exactly(tmp_path, monkeypatch, grad_accum,
+                                                                     batch, stop_step):
+    data, out = write_tiny_data(tmp_path / "data"), tmp_path / "B"
+    fit(data, tmp_path / "A", epochs=2, val_every=0, grad_accum=grad_accum)
+    _sigint_at_batch(monkeypatch, batch)
+    stopped = Trainer(load_experiment(None, tiny_overrides(data, out, epochs=2, val_every=0, grad_accum=grad_accum)))
+    state = stopped.fit()
+    assert stopped.interrupts.requested and state.global_step == stop_step  # not one batch off
+    assert json.loads((out / "state" / TRAINER_STATE).read_text())["global_step"] == stop_step
+    monkeypatch.undo()
+    fit(data, out, resume=True, epochs=2, val_every=0, grad_accum=grad_accum)
+    assert_same_weights(checkpoint_weights(tmp_path / "A" / "last"), checkpoint_weights(out / "last"))
+
+
+def test_second_ctrl_c_stops_at_once_and_keeps_the_last_save(tmp_path, monkeypatch):
+    data, out = write_tiny_data(tmp_path / "data"), tmp_path / "run"
+    _sigint_at_batch(monkeypatch, 4, times=2)  # both during step 4, before it has updated anything
+    with pytest.raises(KeyboardInterrupt):
+        fit(data, out, epochs=2, val_every=0, state_every_steps=1)
+    assert json.loads((out / "state" / TRAINER_STATE).read_text())["global_step"] == 3
+    assert not (out / "last").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+
+
+def test_train_cli_exits_130_after_ctrl_c_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    data = write_tiny_data(tmp_path / "data")
+    _sigint_at_batch(monkeypatch, 2)
+    assert train_main()(tiny_overrides(data, tmp_path / "run", val_every=0)) == 130
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_nan_loss_is_reported_at_its_step_when_losses_are_read_back_later(tmp_path, monkeypatch):
+    """Losses stay on the device between log steps (no sync per step); the report still names the
+    step where the loss first became NaN, and nothing after it is saved."""
+    data, out = write_tiny_data(tmp_path / "data"), tmp_path / "run"
+    _nan_at_step(monkeypatch, 2)
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, step 2\b"):
+        fit(data, out, epochs=2, val_every=0, log_every=100)
+    assert not (out / "state").exists() and not (out / "last").exists()
 
 
 # ---------------------------------------------------------------------------------- 2 processes
