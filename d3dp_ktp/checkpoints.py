@@ -34,6 +34,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, config: dict | Non
                     meta: dict | None = None) -> Path:
     """Write ``model`` to the folder ``path`` atomically. ``config`` adds sections (data, train...)."""
     path = Path(path)
+    _recover(path)  # a previous save killed mid-swap: its old folder becomes the one this save replaces
     sections = {**(config or {}), **model_sections(model)}
     if meta:
         sections["meta"] = meta
@@ -74,6 +75,19 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fh.fileno())
 
 
+def _recover(path: Path) -> Path:
+    """Undo a save killed between the two renames of _replace_dir: the previous checkpoint sits in
+    ``.<name>.old`` and ``path`` is missing. Put it back (or, in a read-only folder, read it there)."""
+    old = path.with_name(f".{path.name}.old")
+    if path.exists() or not (old / CONFIG_NAME).is_file():
+        return path
+    try:
+        os.replace(old, path)
+    except OSError:
+        return old
+    return path
+
+
 def _replace_dir(tmp: Path, path: Path) -> None:
     """Swap ``tmp`` into ``path``; the old folder is kept aside until the new one is in place."""
     old = None
@@ -108,6 +122,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     if path.is_file() and path.suffix in (".bin", ".pt", ".pth"):
         model = load_official(path)
         return model.eval() if eval_mode else model, model_sections(model)
+    path = _recover(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     sections = read_config(path)
