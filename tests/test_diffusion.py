@@ -102,6 +102,19 @@ def test_sample_is_seeded_and_deterministic():
     assert torch.equal(e, d.sample(x2d, 3, 2))
 
 
+@pytest.mark.parametrize("flip", [True, False])
+def test_sampling_loop_never_reads_back_from_the_device(flip):
+    """The K-step DDIM loop has no host-device sync (no item/bool/tolist on a device tensor): it runs
+    with the model and all inputs on the meta device, where any such read raises. (The input check of
+    ``sample``, before the loop, reads one bool.)"""
+    d = tiny_d3dp(seed=43).to("meta")
+    shape, K = (2, 2, 9, 17, 3), 5
+    x2d = torch.empty(2, 9, 17, 2, device="meta")
+    latents, step_noise = torch.empty(shape, device="meta"), torch.empty(K - 1, *shape, device="meta")
+    out = d._ddim_loop(x2d, 2, K, 1.0, flip, None, latents, step_noise, shape, None)
+    assert out.shape == (2, K, *shape[1:]) and out.device.type == "meta"
+
+
 def test_sample_uses_config_defaults_and_restores_training_mode():
     d = tiny_d3dp(seed=29, diffusion=DiffusionConfig(num_hypotheses=2, num_steps=3))
     x2d, _, _ = batch(30)

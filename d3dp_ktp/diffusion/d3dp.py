@@ -163,8 +163,7 @@ class D3DP(nn.Module):
     def _ddim_loop(self, x2d, H, K, eta, flip, generator, latents, step_noise, shape, dtype) -> torch.Tensor:
         """SPEC §4.4: x ~ N(0, I); for each (t, t_next): x̂0 = f(...), x <- DDIM step."""
         device = x2d.device
-        x = latents.to(device, torch.float32) if latents is not None else \
-            torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+        x = latents.to(device, torch.float32) if latents is not None else _randn(shape, generator, device)
         x2d_flip = self.flip_2d(x2d) if flip else None
         scheduler = self.scheduler
         scheduler.set_timesteps(K)
@@ -175,9 +174,16 @@ class D3DP(nn.Module):
             z = None
             if t_next >= 0 and eta > 0:
                 z = step_noise[k].to(device, torch.float32) if step_noise is not None else \
-                    torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+                    _randn(shape, generator, device)
             x = scheduler.step(x0, t, x, eta=eta, variance_noise=z).prev_sample
         return torch.stack(outputs, dim=1)
+
+
+def _randn(shape: tuple, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """N(0, I) drawn where the generator lives (the global CPU RNG when there is none), so a seed gives
+    the same poses on every device; a generator on the GPU draws there without a host copy."""
+    where = generator.device if generator is not None else "cpu"
+    return torch.randn(shape, generator=generator, dtype=torch.float32, device=where).to(device)
 
 
 def _check_2d(x2d) -> None:
