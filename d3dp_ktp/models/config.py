@@ -23,7 +23,10 @@ class ModelConfig:
     # Ablations of the KTPFormer paper (Tables 5-6).
     use_kpa: bool = True           # False: a Linear patch embedding replaces KPA
     use_tpa: bool = True           # False: no stacked TPA before the first temporal attention
-    tpa_layers: int = 2            # 2 = SMD (paper), 1 = SMD-S
+    tpa_layers: int = 2            # TPA graph convs: 2 = SMD (paper), 1 = SMD-S; UMD/PMD use it too
+    # Table 6: how KPA and TPA are combined (arch 'ktpformer'). 'smd' = Separate Mode (paper, official
+    # code); 'umd' = United Mode, 'pmd' = Parallel Mode (our wiring; no official code, see ktpformer.py).
+    mode: str = "smd"
     graph_prior: bool = True       # False = "w/o prior": no fixed bone/chain topology A
     graph_global: bool = True      # False = "w/o global": no learnable topology Â
     attention: str = "sdpa"        # 'sdpa' (fused kernels where available) or 'math' (explicit softmax)
@@ -46,3 +49,17 @@ class ModelConfig:
             raise ValueError(f"model.tpa_layers must be 1 or 2, got {self.tpa_layers}")
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"model.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        self._validate_mode()
+
+    def _validate_mode(self) -> None:
+        if self.mode not in ("smd", "umd", "pmd"):
+            raise ValueError(f"model.mode must be 'smd', 'umd' or 'pmd' (KTPFormer Table 6), got '{self.mode}'")
+        if self.mode == "smd":
+            return
+        if self.arch != "ktpformer":
+            raise ValueError(f"model.mode '{self.mode}' applies to arch 'ktpformer' only; "
+                             f"use model.mode=smd with arch '{self.arch}'")
+        if not (self.use_kpa and self.use_tpa):
+            raise ValueError(f"model.mode '{self.mode}' combines KPA and TPA, so it needs model.use_kpa=true and "
+                             f"model.use_tpa=true (got use_kpa={self.use_kpa}, use_tpa={self.use_tpa}); "
+                             "use model.mode=smd for the KPA-only / TPA-only ablations")

@@ -1,4 +1,5 @@
-"""KTPFormer's graph convolutions: LearnableGraphConv, KPA/TPA and the stacked TPA (SPEC §2.1-2.2)."""
+"""KTPFormer's graph convolutions: LearnableGraphConv, KPA/TPA, the stacked TPA (SPEC §2.1-2.2) and
+the input-level TPA of the PMD ablation (our choice)."""
 from __future__ import annotations
 
 import math
@@ -67,3 +68,21 @@ class StackedTPA(nn.Module):
         if self.gconv2 is not None:
             out = self.gconv2(out)
         return x + out
+
+
+class InputTPA(nn.Module):
+    """PMD's TPA on the raw input (our choice; no official code): Z1 = TPA_1(X), Z = Z1 + TPA_2(Z1).
+
+    X is (B·J, T, c_in) with c_in = 2 (lifter) or 5 (denoiser), so TPA_1 maps c_in -> C and the
+    residual can only start after it; with one layer Z = Z1. Keys match StackedTPA (gconv1/gconv2).
+    """
+
+    def __init__(self, in_features: int, dim: int, adj: torch.Tensor, layers: int = 2,
+                 use_prior: bool = True, use_global: bool = True):
+        super().__init__()
+        self.gconv1 = GraphConvBNReLU(in_features, dim, adj, use_prior, use_global)
+        self.gconv2 = GraphConvBNReLU(dim, dim, adj, use_prior, use_global) if layers == 2 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.gconv1(x)
+        return z if self.gconv2 is None else z + self.gconv2(z)

@@ -1,4 +1,12 @@
-"""KTPFormer (SPEC §2) and its use as the D3DP denoiser (SPEC §3.2, our choice)."""
+"""KTPFormer (SPEC §2) and its use as the D3DP denoiser (SPEC §3.2, our choice).
+
+Table 6 of the KTPFormer paper compares four ways to combine KPA and TPA; ``ModelConfig.mode`` picks one:
+
+* ``smd`` (Separate Mode, the paper's model and the official code): KPA -> spatial MHSA, then
+  StackedTPA -> temporal MHSA. With ``tpa_layers=1`` it is SMD-S.
+* ``umd`` (United Mode) and ``pmd`` (Parallel Mode): no official code exists; the wiring below is our
+  reading of the paper's one-sentence descriptions (see ``_embed_umd`` / ``_embed_pmd``).
+"""
 from __future__ import annotations
 
 import torch
@@ -7,7 +15,7 @@ from torch import nn
 from ..skeleton import get_skeleton, spatial_adjacency, temporal_adjacency
 from .base import SpatioTemporalLifter
 from .config import ModelConfig
-from .graph import GraphConvBNReLU, StackedTPA
+from .graph import GraphConvBNReLU, InputTPA, StackedTPA
 from .layers import Attention, Mlp, drop_path_rates
 
 
@@ -26,10 +34,25 @@ class PriorAttention(Attention):
         self.register_parameter(pos_name, nn.Parameter(torch.zeros(1, tokens, cfg.channels)))
         self.norm1 = nn.LayerNorm(cfg.channels, eps=1e-5)
 
-    def forward(self, x: torch.Tensor, e_t: torch.Tensor | float = 0.0) -> torch.Tensor:
-        h = getattr(self, self.prior_name)(x) + getattr(self, self.pos_name)
-        h = h + e_t  # D3DP time embedding, added once after KPA + P_s (SPEC §3.2)
+    @property
+    def prior(self) -> nn.Module:
+        return getattr(self, self.prior_name)
+
+    @property
+    def pos(self) -> nn.Parameter:
+        return getattr(self, self.pos_name)
+
+    def tokens(self, x: torch.Tensor, e_t: torch.Tensor | float = 0.0) -> torch.Tensor:
+        """prior(x) + P (+ e_t): the embedded tokens that attend() takes."""
+        h = self.prior(x) + self.pos
+        return h + e_t  # D3DP time embedding, added once after KPA + P_s (SPEC §3.2)
+
+    def attend(self, h: torch.Tensor) -> torch.Tensor:
+        """h + MHSA(LN(h)) on embedded tokens."""
         return h + super().forward(self.norm1(h))
+
+    def forward(self, x: torch.Tensor, e_t: torch.Tensor | float = 0.0) -> torch.Tensor:
+        return self.attend(self.tokens(x, e_t))
 
 
 class PriorBlock(nn.Module):
@@ -41,13 +64,33 @@ class PriorBlock(nn.Module):
         self.norm2 = nn.LayerNorm(cfg.channels, eps=1e-6)
         self.mlp = Mlp(cfg.channels, int(cfg.channels * cfg.mlp_ratio))
 
-    def forward(self, x: torch.Tensor, e_t: torch.Tensor | float = 0.0) -> torch.Tensor:
-        x = self.attn(x, e_t)
+    def transform(self, h: torch.Tensor) -> torch.Tensor:
+        """MHSA + MLP on tokens that are already embedded (UMD and PMD embed them elsewhere)."""
+        x = self.attn.attend(h)
         return x + self.mlp(self.norm2(x))
+
+    def forward(self, x: torch.Tensor, e_t: torch.Tensor | float = 0.0) -> torch.Tensor:
+        return self.transform(self.attn.tokens(x, e_t))
+
+
+def _to_temporal(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """(b f) n c -> (b n) f c"""
+    b, n = x.shape[0] // frames, x.shape[1]
+    return x.reshape(b, frames, n, -1).transpose(1, 2).reshape(b * n, frames, -1)
+
+
+def _to_spatial(x: torch.Tensor, joints: int) -> torch.Tensor:
+    """(b n) f c -> (b f) n c"""
+    b, f = x.shape[0] // joints, x.shape[1]
+    return x.reshape(b, joints, f, -1).transpose(1, 2).reshape(b * f, joints, -1)
 
 
 class KTPFormer(SpatioTemporalLifter):
-    """KPA pair, TPA pair, then ``depth`` STE/TTE pairs with shared norms and an LN+Linear head."""
+    """KPA pair, TPA pair, then ``depth`` STE/TTE pairs with shared norms and an LN+Linear head.
+
+    All three modes have the same modules and state-dict keys; PMD's first TPA graph conv reads the
+    c_in input channels instead of C, so its W is (2, c_in, C).
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
@@ -60,17 +103,57 @@ class KTPFormer(SpatioTemporalLifter):
             kpa = GraphConvBNReLU(c_in, C, spatial_adjacency(skeleton), cfg.graph_prior, cfg.graph_global)
         else:
             kpa = nn.Linear(c_in, C)  # the paper's baseline: a linear lift
-        tpa = (StackedTPA(C, temporal_adjacency(T), cfg.tpa_layers, cfg.graph_prior, cfg.graph_global)
-               if cfg.use_tpa else nn.Identity())
+        tpa = self._tpa(c_in)  # built before the attention blocks: keeps the seeded init of earlier versions
         self.kpattention = PriorBlock(PriorAttention("kpa", kpa, "Spatial_pos_embed", J, cfg), cfg)
         self.tpattention = PriorBlock(PriorAttention("tpa", tpa, "Temporal_pos_embed", T, cfg), cfg)
         rates = drop_path_rates(cfg.drop_path_rate, cfg.depth + 1)[1:]  # KPA/TPA take dpr[0] = 0
         self.STEblocks, self.TTEblocks = self._blocks(rates)
 
+    def _tpa(self, c_in: int) -> nn.Module:
+        cfg = self.cfg
+        if not cfg.use_tpa:
+            return nn.Identity()
+        adj = temporal_adjacency(cfg.num_frames)
+        if cfg.mode == "pmd":  # TPA on the raw input (c_in channels per joint and frame)
+            return InputTPA(c_in, cfg.channels, adj, cfg.tpa_layers, cfg.graph_prior, cfg.graph_global)
+        return StackedTPA(cfg.channels, adj, cfg.tpa_layers, cfg.graph_prior, cfg.graph_global)
+
     def embed(self, x: torch.Tensor, e_t, frames: int) -> torch.Tensor:
+        """(B·T, J, c_in) -> (B·T, J, C) after the first spatial and temporal pair, per ``cfg.mode``."""
+        mode_embed = {"smd": self._embed_smd, "umd": self._embed_umd, "pmd": self._embed_pmd}[self.cfg.mode]
+        return mode_embed(x, self._broadcast_time(e_t, frames), frames)
+
+    def _embed_smd(self, x: torch.Tensor, e_t, frames: int) -> torch.Tensor:
+        """SMD (official): [KPA + P_s + e_t -> MHSA+MLP] -> [StackedTPA + P_t -> MHSA+MLP]."""
         n = x.shape[1]
-        x = self.Spatial_norm(self.kpattention(x, self._broadcast_time(e_t, frames)))
-        b = x.shape[0] // frames
-        x = x.reshape(b, frames, n, -1).transpose(1, 2).reshape(b * n, frames, -1)
-        x = self.Temporal_norm(self.tpattention(x))
-        return x.reshape(b, n, frames, -1).transpose(1, 2).reshape(b * frames, n, -1)
+        x = self.Spatial_norm(self.kpattention(x, e_t))
+        x = self.Temporal_norm(self.tpattention(_to_temporal(x, frames)))
+        return _to_spatial(x, n)
+
+    def _embed_umd(self, x: torch.Tensor, e_t, frames: int) -> torch.Tensor:
+        """UMD (our choice): KPA + P_s + e_t -> StackedTPA + P_t -> spatial MHSA+MLP -> temporal MHSA+MLP.
+
+        Paper: "the output of the KPA is fed into the two TPA blocks with a residual connection,
+        followed by stacked spatio-temporal encoders". The first STE/TTE pair is the KPA/TPA blocks'
+        own MHSA+MLP, so UMD has SMD's modules and parameter count (as Table 6 lists).
+        """
+        n = x.shape[1]
+        h = self.kpattention.attn.tokens(x, e_t)                             # (B·T, J, C)
+        h = _to_spatial(self.tpattention.attn.tokens(_to_temporal(h, frames)), n)
+        x = self.Spatial_norm(self.kpattention.transform(h))
+        x = self.Temporal_norm(self.tpattention.transform(_to_temporal(x, frames)))
+        return _to_spatial(x, n)
+
+    def _embed_pmd(self, x: torch.Tensor, e_t, frames: int) -> torch.Tensor:
+        """PMD (our choice): temporal MHSA+MLP over [spatial branch + TPA(raw input) + P_t].
+
+        Paper: "the input is fed into TPA and Kinematics-Enhanced Transformer simultaneously, and the
+        outputs of them are then added together and fed into temporal MHSA". The spatial branch is
+        SMD's (KPA + P_s + e_t -> MHSA+MLP -> Spatial_norm); TPA sees the c_in raw channels over frames.
+        """
+        n = x.shape[1]
+        s = _to_temporal(self.Spatial_norm(self.kpattention(x, e_t)), frames)  # (B·J, T, C)
+        z = self.tpattention.attn.prior(_to_temporal(x, frames))               # (B·J, T, C)
+        h = s + z + self.tpattention.attn.pos
+        x = self.Temporal_norm(self.tpattention.transform(h))
+        return _to_spatial(x, n)
