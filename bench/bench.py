@@ -57,7 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     r.add_argument("--warmup", type=int, default=2, help="untimed calls per phase (the FLOP-counting call "
                    "of an eager run counts as the first)")
     r.add_argument("--iters", type=int, default=10, help="timed calls per phase")
-    r.add_argument("--only", choices=("sample", "train", "both"), default="both")
+    r.add_argument("--only", choices=("sample", "train", "both", "memory"), default="both",
+                   help="memory: only the training-memory estimate (activations saved for backward), no timing")
     r.add_argument("--check", action="store_true",
                    help="compare sampled x0 with fp32 eager attention=math (same latents and step noise)")
     r.add_argument("--budget-gib", type=float, default=None, help="memory budget for max_windows_for_budget "
@@ -123,6 +124,21 @@ def train_fn(model, x: dict, args):
         scaler.step(opt)
         scaler.update()
     return call
+
+
+def train_memory(model, x: dict, args) -> dict:
+    """Training memory from one forward: activations autograd keeps (measured on any device) plus
+    weights, gradients and AdamW's two moments (16 bytes per parameter; the autocast weight copies
+    are among the activations)."""
+    params = list(model.parameters())
+
+    def forward():
+        model.train()
+        with perf.autocast(args.device, args.dtype):
+            model.loss(x["x2d"], x["y3d"], t=x["t"], noise=x["noise"])
+    saved = perf.saved_for_backward_bytes(forward, exclude=params)
+    states = 16 * sum(p.numel() for p in params)
+    return {"activations_saved_bytes": saved, "weights_grads_adam_bytes": states, "estimate_bytes": saved + states}
 
 
 def reset_peak_memory(device) -> None:
@@ -228,6 +244,7 @@ def run(args) -> dict:
     x = make_inputs(args, model)
     phases = {p: fn for p, fn in (("sample", sample_fn(model, x, args)), ("train", train_fn(model, x, args)))
               if args.only in (p, "both")}
+    memory = train_memory(model, x, args) if args.only in ("train", "both", "memory") else None
     # Counting runs each call once, eagerly: FLOPs do not depend on dtype or compilation.
     flops = {p: perf.count_flops(fn) for p, fn in phases.items()}
     if args.compile:
@@ -239,7 +256,8 @@ def run(args) -> dict:
     ceiling = perf.measure_matmul_tflops(args.device, args.dtype, n=n, iters=5) if n > 0 else None
     out = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
            "environment": environment(args), "peak_tflops": peak, "matmul_ceiling_tflops": ceiling,
-           "denoiser_flops_per_sequence_analytic": perf.denoiser_flops(model.pose_estimator.cfg)}
+           "denoiser_flops_per_sequence_analytic": perf.denoiser_flops(model.pose_estimator.cfg),
+           "train_memory": memory}
     if args.check:
         out["check"] = run_check(model, x, args)
     for p, fn in phases.items():
@@ -264,7 +282,7 @@ def report(out: dict) -> str:
              f"peak {fmt(out['peak_tflops'], '.1f')} TFLOP/s (datasheet) | matmul ceiling "
              f"{fmt(out['matmul_ceiling_tflops'], '.3g')} TFLOP/s (measured) | denoiser pass "
              f"{out['denoiser_flops_per_sequence_analytic'] / 1e9:.4g} GFLOP/sequence (analytic)",
-             table(out),
+             table(out)] + _memory_lines(out) + [
              f"max windows per sample call within {out['memory_budget_bytes'] / 2 ** 30:.1f} GiB: "
              f"{out['max_windows_for_budget']}"]
     if "check" in out:
@@ -273,6 +291,16 @@ def report(out: dict) -> str:
                      f"max {c['max_abs_diff_mm']:.4f} mm, final step {c['final_step_mean_abs_diff_mm']:.4f} mm, "
                      f"rel L2 {c['rel_l2']:.2e}, finite {c['finite']}")
     return "\n".join(lines)
+
+
+def _memory_lines(out: dict) -> list[str]:
+    m = out["train_memory"]
+    if m is None:
+        return []
+    return [f"train step at B={out['config']['batch_size']}: activations saved for backward "
+            f"{m['activations_saved_bytes'] / 2 ** 30:.2f} GiB + weights/grads/AdamW "
+            f"{m['weights_grads_adam_bytes'] / 2 ** 30:.2f} GiB = {m['estimate_bytes'] / 2 ** 30:.2f} GiB "
+            "(estimate before allocator overhead and transient buffers)"]
 
 
 def main(argv=None) -> dict:

@@ -19,7 +19,7 @@ import itertools
 import statistics
 import time
 import warnings
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch.utils import flop_counter
@@ -153,6 +153,29 @@ def count_flops(fn: Callable, *args, **kwargs) -> int:
     return int(counter.get_total_flops())
 
 
+def saved_for_backward_bytes(fn: Callable, exclude: Iterable[torch.Tensor] = ()) -> int:
+    """Bytes of the distinct storages autograd keeps for the backward of ``fn()`` (its activations).
+
+    A device-free measure of training activation memory: run ``fn`` (a forward returning the loss;
+    its graph is dropped afterwards) anywhere, CPU included. Storages of ``exclude`` (the parameters,
+    counted with the optimiser state instead) are skipped. Attention kernels differ by device: the
+    CPU math path keeps the T×T probabilities, a GPU flash kernel only their log-sum-exp, so a CPU
+    figure over-estimates a GPU one by up to 4·B·J·heads·T² bytes per temporal layer.
+    """
+    skip = {t.untyped_storage().data_ptr() for t in exclude}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in skip and t.device.type != "meta":
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values())
+
+
 def denoiser_flops(cfg, sequences: int = 1) -> int:
     """Analytic forward FLOPs of ``sequences`` denoiser passes over (T, J) tokens (cross-check of count_flops).
 
@@ -173,6 +196,8 @@ def denoiser_flops(cfg, sequences: int = 1) -> int:
         flops += 2 * N * c_in * C                                         # Linear patch embedding
     if cfg.arch == "ktpformer" and cfg.use_tpa:
         flops += cfg.tpa_layers * (4 * N * C * C + 4 * J * T * T * C)      # TPA over T frames, J joints
+        if getattr(cfg, "mode", "smd") == "pmd":                          # its first layer reads c_in, not C
+            flops -= 4 * N * (C - c_in) * C
     return int(round(flops * sequences))
 
 

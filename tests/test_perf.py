@@ -47,9 +47,9 @@ def denoiser_inputs(cfg: ModelConfig, B: int, seed: int = 2):
 
 
 # ------------------------------------------------------------------------------------------ FLOPs
-@pytest.mark.parametrize("attention", ["sdpa", "math"])
-def test_count_flops_matches_analytic_ktpformer_forward(attention):
-    cfg = replace(SMALL, attention=attention)
+@pytest.mark.parametrize("attention,mode", [("sdpa", "smd"), ("math", "smd"), ("math", "umd"), ("math", "pmd")])
+def test_count_flops_matches_analytic_ktpformer_forward(attention, mode):
+    cfg = replace(SMALL, attention=attention, mode=mode)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     with torch.no_grad():
