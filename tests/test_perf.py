@@ -275,3 +275,18 @@ def test_cuda_bf16_sample_and_event_timing():
     times = perf.time_calls(lambda: model.sample(x["x2d"]), "cuda", warmup=1, iters=3)
     assert len(times) == 3 and all(t > 0 for t in times)
     assert perf.peak_device_tflops("cuda", "bf16") is None or perf.peak_device_tflops("cuda", "bf16") > 0
+
+
+# ------------------------------------------------------------------------------- training memory
+def test_saved_for_backward_bytes_counts_activations_once_and_skips_parameters():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(8, 16)
+    x = torch.randn(4, 8, requires_grad=True)
+
+    def forward():
+        y = lin(x)           # keeps x (4·8 floats) and the weight (a parameter: skipped)
+        return (y * y).sum()  # keeps y once, though it is saved twice (4·16 floats)
+    assert perf.saved_for_backward_bytes(forward, exclude=lin.parameters()) == 4 * (4 * 8 + 4 * 16)
+    assert perf.saved_for_backward_bytes(forward) == 4 * (4 * 8 + 4 * 16 + 8 * 16)
+    with torch.no_grad():
+        assert perf.saved_for_backward_bytes(forward) == 0
