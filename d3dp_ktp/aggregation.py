@@ -7,6 +7,7 @@ Shape legend: B windows, K DDIM steps, H hypotheses, T frames, J joints.
   camera (9,) or (B, 9)     intrinsics [fx, fy, cx, cy, k1, k2, k3, p1, p2], normalised units
   root  (B, T, 3) or (B, K, T, 3)  camera-space root trajectory (metres)
   index (B, K, T, J)        hypothesis chosen for every joint (int64)
+  weights (B, T)            how much each window frame counts when P-Best chooses (>= 0)
 
 Every selection rule is expressed as a per-joint index so one `gather_hypotheses` serves poses
 and error tensors alike; `d3dp_ktp.metrics` reuses these rules on (aligned) error tensors.
@@ -51,21 +52,52 @@ def joint_min_index(e: torch.Tensor) -> torch.Tensor:
     return e.argmin(dim=2)  # argmin returns the first index on ties, as the official torch.min does
 
 
-def pose_min_index(e: torch.Tensor, per: str = "batch") -> torch.Tensor:
+def check_frame_weights(weights, B: int, T: int) -> torch.Tensor:
+    """Validate per-frame weights (B, T): a real or bool tensor, finite and >= 0. Returns them."""
+    if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (B, T) or weights.is_complex():
+        raise ValueError(f"weights must be a real tensor of shape (B, T) = {(B, T)} (how much each window "
+                         f"frame counts), got {_shape(weights)}")
+    if weights.dtype != torch.bool and not (torch.isfinite(weights).all() and (weights >= 0).all()):
+        raise ValueError("weights must be finite and >= 0 (0 = the frame does not count)")
+    return weights
+
+
+def pose_min_index(e: torch.Tensor, per: str = "batch", weights: torch.Tensor | None = None) -> torch.Tensor:
     """P-Best rule: one hypothesis per pose sequence. e (B, K, H, T, J) -> index (B, K, T, J).
 
     per="batch" is the official rule (SPEC §5.2, §12 item 2): E_{k,h} = mean over (b, f, j), then
     argmin over h, so all windows of the batch share h. per="window" takes the argmin per window.
+
+    weights (B, T), optional: E_{k,h} becomes the frame-weighted mean, sum_{b,f} w_{b,f} mean_j e /
+    sum_{b,f} w_{b,f}, so frames that are not scored (replicate padding, frames that a video's
+    overlapping last window repeats, 3DHP invalid frames) do not sway the choice (protocol-clean,
+    SPEC §10). None = every frame counts equally, the official rule. A window (per="window") or batch whose weights are all 0 is
+    never scored; it falls back to the unweighted mean so its index stays defined.
     """
     _check_errors(e)
-    B, K, H, T, J = e.shape
-    if per == "batch":
-        best = e.mean(dim=(0, 3, 4)).argmin(dim=1).expand(B, K)
-    elif per == "window":
-        best = e.mean(dim=(3, 4)).argmin(dim=2)
-    else:
+    if per not in P_BEST_MODES:
         raise ValueError(f"per must be one of {P_BEST_MODES}, got {per!r}")
+    B, K, H, T, J = e.shape
+    if weights is None:  # the official arithmetic, kept op for op so its results stay bit-identical
+        E = e.mean(dim=(0, 3, 4)).expand(B, K, H) if per == "batch" else e.mean(dim=(3, 4))
+    else:
+        E = _weighted_pose_error(e, check_frame_weights(weights, B, T), per)
+    best = E.argmin(dim=2)  # (B, K); the first index on ties, as the official torch.min does
     return best[:, :, None, None].expand(B, K, T, J)
+
+
+def _weighted_pose_error(e: torch.Tensor, weights: torch.Tensor, per: str) -> torch.Tensor:
+    """Frame-weighted E (B, K, H) of `pose_min_index`; windows/batches of weight 0 use the plain mean."""
+    B, K, H, T, J = e.shape
+    w = weights.to(device=e.device, dtype=e.dtype)[:, None, None, :]  # (B, 1, 1, T)
+    frame_error = e.mean(dim=4)  # (B, K, H, T); every frame has J joints, so this keeps the (f, j) mean
+    # torch.where, not a product, so an inf/NaN error on a weight-0 frame cannot leak in as 0·inf.
+    weighted = torch.where(w > 0, frame_error * w, torch.zeros_like(frame_error))
+    axes = (0, 3) if per == "batch" else (3,)
+    total = w.sum(dim=axes)  # (B, 1, 1) per window or (1, 1) per batch
+    E = torch.where(total > 0, weighted.sum(dim=axes) / total.clamp_min(torch.finfo(e.dtype).tiny),
+                    frame_error.mean(dim=axes))
+    return E.expand(B, K, H)
 
 
 def gather_hypotheses(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -95,9 +127,9 @@ def j_best(P: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     return gather_hypotheses(P, joint_min_index(hypothesis_errors(P, Y)))
 
 
-def p_best(P: torch.Tensor, Y: torch.Tensor, per: str = "batch") -> torch.Tensor:
-    """P-Best oracle pose (see `pose_min_index` for `per`). -> (B, K, T, J, 3)."""
-    return gather_hypotheses(P, pose_min_index(hypothesis_errors(P, Y), per=per))
+def p_best(P: torch.Tensor, Y: torch.Tensor, per: str = "batch", weights: torch.Tensor | None = None) -> torch.Tensor:
+    """P-Best oracle pose (see `pose_min_index` for `per` and the (B, T) `weights`). -> (B, K, T, J, 3)."""
+    return gather_hypotheses(P, pose_min_index(hypothesis_errors(P, Y), per=per, weights=weights))
 
 
 def _check_camera(camera: torch.Tensor, B: int, linear: bool) -> torch.Tensor:

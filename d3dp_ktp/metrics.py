@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from d3dp_ktp.aggregation import (P_BEST_MODES, check_hypotheses, gather_hypotheses, hypothesis_errors,
-                                  joint_min_index, pose_min_index)
+from d3dp_ktp.aggregation import (P_BEST_MODES, check_frame_weights, check_hypotheses, gather_hypotheses,
+                                  hypothesis_errors, joint_min_index, pose_min_index)
 
 # MixSTE per-joint weights used by KTPFormer's L_W and L_TC (SPEC §5.8); never renormalised.
 H36M_JOINT_WEIGHTS = (1.0, 1.0, 2.5, 2.5, 1.0, 2.5, 2.5, 1.0, 1.0, 1.0, 1.5, 1.5, 4.0, 4.0, 1.5, 4.0, 4.0)
@@ -182,7 +182,8 @@ def _reduce(e: torch.Tensor, reduce: str) -> torch.Tensor:
 
 
 def multi_hypothesis_errors(P: torch.Tensor, Y: torch.Tensor, jpma_index: torch.Tensor | None = None,
-                            protocol: int = 1, p_best: str = "batch", reduce: str = "mean") -> dict:
+                            protocol: int = 1, p_best: str = "batch", reduce: str = "mean",
+                            p_best_weights: torch.Tensor | None = None) -> dict:
     """D3DP's four per-step metrics for one evaluation batch (SPEC §5.2, §5.5).
 
     P (B, K, H, T, J, 3) predictions and Y (B, T, J, 3) GT, both root-relative (root zeroed by the
@@ -190,7 +191,10 @@ def multi_hypothesis_errors(P: torch.Tensor, Y: torch.Tensor, jpma_index: torch.
     without it "J-Agg" is omitted. protocol: 1 = MPJPE, 2 = P-MPJPE (each hypothesis pose aligned
     first; P-Agg aligns the mean pose; J-Agg gathers aligned errors with the unaligned index).
     p_best: "batch" (official: hypothesis index shared by the windows of the batch, SPEC §12 item 2)
-    or "window". Hypotheses are always chosen from all frames of the batch/window.
+    or "window". p_best_weights (B, T) >= 0: how much each frame counts when the P-Best hypothesis
+    is chosen (see `aggregation.pose_min_index`); the protocol-clean runner passes the weights it
+    scores with, so padded, overlapping and 3DHP-invalid frames do not sway the choice. None (the
+    official rule) chooses from every frame of the batch/window, padding and invalid frames included.
 
     reduce: "mean" -> (K,) per step, mean over (b, f, j) as the official code prints per batch;
     "window" -> (B, K); "frame" -> (B, K, T) for frame-weighted sums per action group, or for
@@ -202,9 +206,12 @@ def multi_hypothesis_errors(P: torch.Tensor, Y: torch.Tensor, jpma_index: torch.
         raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
     if p_best not in P_BEST_MODES:
         raise ValueError(f"p_best must be one of {P_BEST_MODES}, got {p_best!r}")
+    if p_best_weights is not None:
+        B, _, _, T, _ = check_hypotheses(P, Y)
+        check_frame_weights(p_best_weights, B, T)
     e = multi_hypothesis_joint_errors(P, Y, protocol)
     out = {"J-Best": gather_hypotheses(e, joint_min_index(e)),
-           "P-Best": gather_hypotheses(e, pose_min_index(e, per=p_best)),
+           "P-Best": gather_hypotheses(e, pose_min_index(e, per=p_best, weights=p_best_weights)),
            "P-Agg": multi_hypothesis_joint_errors(P.mean(dim=2, keepdim=True), Y, protocol)[:, :, 0]}
     if jpma_index is not None:
         out["J-Agg"] = gather_hypotheses(e, jpma_index)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from d3dp_ktp.aggregation import (estimate_root, gather_hypotheses, hypothesis_errors, j_best, jpma, jpma_index,
-                                  p_agg, p_best, pose_min_index)
+from d3dp_ktp.aggregation import (check_frame_weights, estimate_root, gather_hypotheses, hypothesis_errors, j_best,
+                                  jpma, jpma_index, p_agg, p_best, pose_min_index)
 from d3dp_ktp.camera import normalized_intrinsics, project_to_2d, project_to_2d_linear
 from d3dp_ktp.metrics import multi_hypothesis_errors
 
@@ -63,6 +63,65 @@ def test_p_best_keeps_one_hypothesis_for_the_whole_window():
         assert (index == index[:, :, :1, :1]).all()
         if per == "batch":
             assert (index == index[:1]).all()
+
+
+def padded_window_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """B=1, K=1, H=2, T=4, J=1; frames 2-3 are padding (weight 0). Errors along x per frame:
+    hypothesis A (h=0) 1, 1, 10, 10; hypothesis B (h=1) 2, 2, 2, 2. Over the counted frames A wins
+    (1 < 2); over all four frames B wins (5.5 > 2)."""
+    P = torch.zeros(1, 1, 2, 4, 1, 3, dtype=torch.float64)
+    P[0, 0, 0, :, 0, 0] = torch.tensor([1.0, 1.0, 10.0, 10.0])
+    P[0, 0, 1, :, 0, 0] = 2.0
+    return P, torch.zeros(1, 4, 1, 3, dtype=torch.float64), torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("per", ["batch", "window"])
+def test_p_best_weights_choose_on_the_counted_frames_only(per):
+    P, Y, weights = padded_window_case()
+    e = hypothesis_errors(P, Y)
+    assert pose_min_index(e, per=per).unique().tolist() == [1]  # every frame: B (official rule)
+    assert pose_min_index(e, per=per, weights=weights).unique().tolist() == [0]  # counted frames: A
+    assert pose_min_index(e, per=per, weights=weights.bool()).unique().tolist() == [0]
+    torch.testing.assert_close(p_best(P, Y, per=per, weights=weights), P[:, :, 0])
+
+
+def test_p_best_weights_are_frame_weighted_per_window_and_pooled_per_batch():
+    # Window 0 as in padded_window_case (A on its counted frames); window 1: A 3, B 0 on every frame.
+    P0, Y0, w0 = padded_window_case()
+    P1 = torch.zeros_like(P0)
+    P1[0, 0, 0, :, 0, 0] = 3.0
+    P, Y = torch.cat([P0, P1]), torch.cat([Y0, Y0])
+    weights = torch.cat([w0, torch.ones(1, 4)])
+    e = hypothesis_errors(P, Y)
+    assert pose_min_index(e, per="window", weights=weights)[:, 0, 0, 0].tolist() == [0, 1]
+    # Batch pooled over the 6 counted frames: A (1+1+4*3)/6 = 2.33 > B (2+2+0)/6 = 0.67 -> B.
+    assert pose_min_index(e, per="batch", weights=weights).unique().tolist() == [1]
+    # A window whose frames all have weight 0 counts for nothing; it falls back to every frame (B).
+    zero = torch.cat([torch.zeros(1, 4), torch.ones(1, 4)])
+    assert pose_min_index(e, per="window", weights=zero)[:, 0, 0, 0].tolist() == [1, 1]
+
+
+def test_p_best_unit_weights_pick_what_the_unweighted_rule_picks():
+    g = torch.Generator().manual_seed(3)
+    e = torch.rand(3, 2, 6, 5, 17, generator=g)
+    for per in ("batch", "window"):
+        assert torch.equal(pose_min_index(e, per=per, weights=torch.ones(3, 5)), pose_min_index(e, per=per))
+        assert torch.equal(pose_min_index(e, per=per, weights=torch.full((3, 5), 2.5)), pose_min_index(e, per=per))
+
+
+@pytest.mark.parametrize("weights, match", [
+    (torch.ones(1, 3), r"weights must be a real tensor of shape \(B, T\) = \(1, 4\)"),
+    (torch.ones(4), "weights must be a real tensor of shape"),
+    ([[1.0, 1.0, 0.0, 0.0]], "weights must be a real tensor of shape"),
+    (torch.tensor([[1.0, -1.0, 0.0, 0.0]]), "finite and >= 0"),
+    (torch.tensor([[1.0, float("nan"), 0.0, 0.0]]), "finite and >= 0"),
+    (torch.tensor([[1.0, float("inf"), 0.0, 0.0]]), "finite and >= 0"),
+])
+def test_p_best_weights_are_validated(weights, match):
+    P, Y, _ = padded_window_case()
+    with pytest.raises(ValueError, match=match):
+        pose_min_index(hypothesis_errors(P, Y), per="window", weights=weights)
+    assert check_frame_weights(torch.ones(1, 4), 1, 4).shape == (1, 4)
 
 
 def make_jpma_case(generator: torch.Generator, linear: bool, K: int = 2, H: int = 5, dtype=torch.float32):

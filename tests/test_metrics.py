@@ -210,6 +210,24 @@ def test_p_best_batch_versus_window_hand_computed():
     assert "J-Agg" not in batch
 
 
+def test_p_best_weights_change_only_p_best_and_none_chooses_from_every_frame():
+    # Window of T=4 frames, J=17, 2 hypotheses; frames 2-3 padding. A: 1, 1, 10, 10 m along x on every
+    # joint; B: 2 everywhere. Counted frames prefer A, all frames prefer B.
+    P = torch.zeros(1, 1, 2, 4, 17, 3, dtype=torch.float64)
+    P[0, 0, 0, :, :, 0] = torch.tensor([1.0, 1.0, 10.0, 10.0])[:, None]
+    P[0, 0, 1, :, :, 0] = 2.0
+    Y = torch.zeros(1, 4, 17, 3, dtype=torch.float64)
+    weights = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    official = multi_hypothesis_errors(P, Y, p_best="window", reduce="frame")
+    clean = multi_hypothesis_errors(P, Y, p_best="window", reduce="frame", p_best_weights=weights)
+    torch.testing.assert_close(official["P-Best"][0, 0], torch.full((4,), 2.0, dtype=torch.float64))
+    torch.testing.assert_close(clean["P-Best"][0, 0], torch.tensor([1.0, 1.0, 10.0, 10.0], dtype=torch.float64))
+    for name in ("J-Best", "P-Agg"):
+        assert torch.equal(official[name], clean[name])
+    with pytest.raises(ValueError, match=r"weights must be a real tensor of shape \(B, T\)"):
+        multi_hypothesis_errors(P, Y, protocol=2, p_best_weights=torch.ones(1, 5))
+
+
 def test_multi_hypothesis_orderings_on_random_data():
     torch.manual_seed(12)
     P = torch.randn(3, 2, 5, 4, 17, 3)

@@ -69,7 +69,8 @@ def build_parser(spec: DatasetCLI) -> argparse.ArgumentParser:
     p.add_argument("--out", default=defaults.output_dir, help=f"output folder (default {defaults.output_dir})")
     p.add_argument("--hypotheses-sweep", type=_int_list, default=None, metavar="H1,H2,...",
                    help="also evaluate these H values and plot error vs H, e.g. 1,5,20")
-    p.add_argument("--max-windows", type=int, default=0, help="evaluate only the first N windows (0 = all)")
+    p.add_argument("--max-windows", type=int, default=0,
+                   help="evaluate only N windows, evenly spread over the test set (0 = all); for quick checks")
     p.add_argument("--frames", type=int, default=0, help="expected window length T; error if the checkpoint differs")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
     p.add_argument("--no-p2", action="store_true", help="skip Protocol #2 (P-MPJPE)")
@@ -127,7 +128,7 @@ def check_keypoints(root: Path, prefix: str, keypoints: str) -> None:
 def _print_summary(result: EvalResult) -> None:
     s = result.settings
     print(f"[{result.mode}] {s['dataset']} H={s['num_hypotheses']} K={s['num_steps']}: "
-          f"{s['num_windows']} windows, {s['num_frames']:.0f} frames")
+          f"{s['num_windows']} of {s['total_windows']} windows, {s['num_frames']:.0f} frames")
     for name, values in result.summary().items():
         print(f"  {name:>10}: " + " ".join(f"k{k + 1}={v:.1f}" for k, v in enumerate(values)) + " mm")
     for metric, t in (result.pck or {}).items():

@@ -26,7 +26,12 @@ class EvalConfig:
     seed: int = 1                     # seeds the torch.Generator every batch draws its noise from
     protocol2: bool = True            # also report Protocol #2 (P-MPJPE) versions of the four metrics
     by_subject: bool = False          # also keep per-subject tables (HumanEva protocol, SPEC §8)
-    max_windows: int = 0              # stop after this many windows (0 = all); for quick validation
+    # Evaluate only this many windows (0 = all), for quick evaluation and training-time validation:
+    # an evenly spread, deterministic subset of the whole test set, the windows at indices
+    # round(linspace(0, N-1, max_windows)) of all N windows in dataset order (runner.select_windows),
+    # so every part of the test set is represented. Action groups left without a window drop out of
+    # the average; the report says how many windows of how many were evaluated.
+    max_windows: int = 0
     device: str = "auto"              # 'auto' = cuda when available, else cpu
     dtype: str = "fp32"               # 'bf16'/'fp16' run the denoiser under autocast (GPU fast path)
     output_dir: str = "outputs/eval"  # where the eval/ scripts write md/csv/json/png

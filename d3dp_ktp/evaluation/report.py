@@ -84,7 +84,9 @@ def markdown(result: EvalResult) -> str:
              f"- H={s['num_hypotheses']} hypotheses, K={s['num_steps']} DDIM steps, eta={s['eta']}, "
              f"flip={s['flip']}, seed={s['seed']}, batch size={s['batch_size']} windows of T={s['window']}",
              f"- P-Best: {s['p_best']}; JPMA root: {s['jpma_root']} ({s['jpma_space']})",
-             f"- frames counted: {s['frame_counting']}; {s['num_windows']} windows, {s['num_frames']:.0f} frames"]
+             f"- frames counted: {s['frame_counting']}; {s['num_windows']} of {s['total_windows']} windows, "
+             f"{s['num_frames']:.0f} frames",
+             f"- windows evaluated: {s['window_selection']}"]
     for key in ("checkpoint", "checkpoint_sha256", "keypoints"):
         if key in s:
             lines.append(f"- {key}: `{s[key]}`")

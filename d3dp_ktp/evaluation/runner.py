@@ -8,13 +8,14 @@ the 3D root column and zero it, then sample batches of ``cfg.batch_size`` window
 videos, as D3DP feeds one video at a time) with one ``model.sample`` call each; all hypotheses, steps
 and the flip pass run in that call. The predicted root is zeroed and the four multi-hypothesis
 errors (J-Best, P-Best, P-Agg, J-Agg) are computed per step k for Protocol #1 and #2, accumulated
-frame-weighted per action group and averaged over groups (SPEC §5.4).
+frame-weighted per action group and averaged over groups (SPEC §5.4). ``cfg.max_windows`` keeps an
+evenly spread subset of the windows (`select_windows`), e.g. for a quick validation.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from .. import aggregation, metrics
 from ..config import to_dict
 from ..perf import max_windows_for_budget
 from ..data.dataset import PoseDataset, Video
-from ..data.windows import eval_windows, window_frame_indices, window_keep_mask
+from ..data.windows import eval_windows, num_windows, window_frame_indices, window_keep_mask
 from ..skeleton import MPI_INF_3DHP
 from .config import EvalConfig
 
@@ -157,12 +158,20 @@ def jpma_selection(P: torch.Tensor, x2d: torch.Tensor, camera: torch.Tensor, roo
     return aggregation.jpma_index(P, x2d, camera, root=root)
 
 
-def batch_errors(P: torch.Tensor, Y: torch.Tensor, jpma_index: torch.Tensor | None, cfg: EvalConfig) -> dict:
-    """SPEC §5.2 / §5.5 errors for every metric and protocol; values (B, K, T, J) metres."""
-    p_best = "batch" if cfg.mode == "official" else "window"
+def batch_errors(P: torch.Tensor, Y: torch.Tensor, jpma_index: torch.Tensor | None, cfg: EvalConfig,
+                 weight: torch.Tensor) -> dict:
+    """SPEC §5.2 / §5.5 errors for every metric and protocol; values (B, K, T, J) metres.
+
+    weight (B, T): how the batch's frames are scored (`frame_weights`). Official mode chooses
+    P-Best per batch from every frame, padding and 3DHP-invalid frames included (SPEC §5.2, §7.4,
+    §12 item 2); clean mode chooses it per window from exactly the frames it scores (SPEC §10).
+    """
+    official = cfg.mode == "official"
+    p_best, p_best_weights = ("batch", None) if official else ("window", weight)
     out = {}
     for protocol in ((1, 2) if cfg.protocol2 else (1,)):
-        errors = metrics.multi_hypothesis_errors(P, Y, jpma_index, protocol=protocol, p_best=p_best, reduce="none")
+        errors = metrics.multi_hypothesis_errors(P, Y, jpma_index, protocol=protocol, p_best=p_best, reduce="none",
+                                                 p_best_weights=p_best_weights)
         prefix = "" if protocol == 1 else P2_PREFIX
         out.update({prefix + name: errors[name] for name in METRIC_NAMES if name in errors})
     return out
@@ -181,8 +190,38 @@ def _sample(model, x2d: torch.Tensor, cfg: EvalConfig, generator: torch.Generato
     return P
 
 
+def window_counts(dataset: PoseDataset, T: int) -> list[int]:
+    """Evaluation windows of every video of ``dataset`` (SPEC §6.6), in dataset order."""
+    return [num_windows(v.num_frames, T) for v in dataset.videos]
+
+
+def select_windows(counts: Sequence[int], max_windows: int) -> list[np.ndarray]:
+    """The windows to evaluate: per video, the ascending local indices (int64) of its chosen windows.
+
+    counts[v] = number of windows of video v. max_windows = 0, or >= N = sum(counts), keeps all. Else
+    the windows are numbered 0..N-1 across the whole test set in dataset order and the m = max_windows
+    at round(linspace(0, N-1, m)) are kept (halves rounded up, in exact integer arithmetic; m = 1 keeps
+    window 0). The subset is deterministic and evenly spread, and for m >= 2 holds the first and the
+    last window, so a short validation sees every subject and action rather than the first videos.
+    """
+    if max_windows < 0:
+        raise ValueError(f"max_windows must be >= 0 (0 = all windows), got {max_windows}")
+    total, m = sum(counts), max_windows
+    if m == 0 or m >= total:
+        return [np.arange(n, dtype=np.int64) for n in counts]
+    i = np.arange(m, dtype=np.int64)
+    chosen = (2 * i * (total - 1) + (m - 1)) // (2 * (m - 1)) if m > 1 else i  # round(i (N-1)/(m-1))
+    bounds = np.cumsum([0, *counts])
+    return [chosen[(chosen >= lo) & (chosen < hi)] - lo for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
 def iterate_batches(model, dataset: PoseDataset, cfg: EvalConfig, progress: bool = False) -> Iterator[BatchErrors]:
-    """Yield the errors of every evaluation batch in dataset order (at most ``cfg.max_windows`` windows)."""
+    """Yield the errors of every evaluation batch in dataset order.
+
+    With ``cfg.max_windows`` only the windows of `select_windows` are sampled; a video's chosen
+    windows are cut into batches in order (never across videos), so official P-Best is then shared by
+    windows that are not neighbours.
+    """
     T, device, root = window_length(model), resolve_device(cfg.device), model.skeleton.root
     skip_jpma = jpma_status(model, dataset) is not None
     pixels = uses_pixel_jpma(dataset)
@@ -190,25 +229,24 @@ def iterate_batches(model, dataset: PoseDataset, cfg: EvalConfig, progress: bool
         model.to(device)
     generator = torch.Generator().manual_seed(cfg.seed)  # CPU generator: the same noise on every device
     batch_size = cfg.batch_size or auto_batch_size(model, cfg, T, device)
-    total = sum(math.ceil(v.num_frames / T) for v in dataset.videos)
-    budget = cfg.max_windows or total
-    with tqdm(total=min(budget, total), disable=not progress, unit="window", desc=f"eval {cfg.mode}") as bar:
-        for video in dataset.videos:
+    selection = select_windows(window_counts(dataset, T), cfg.max_windows)
+    total = sum(len(chosen) for chosen in selection)
+    with tqdm(total=total, disable=not progress, unit="window", desc=f"eval {cfg.mode}") as bar:
+        for video, chosen in zip(dataset.videos, selection):
+            if len(chosen) == 0:
+                continue
             w = video_windows(video, T, dataset.skeleton.root, cfg.mode)
-            for start in range(0, len(w), batch_size):
-                take = min(batch_size, len(w) - start, budget)
-                if take <= 0:
-                    return
-                sl = slice(start, start + take)
-                x2d, Y = w.x2d[sl].to(device), w.y[sl].to(device)
+            for start in range(0, len(chosen), batch_size):
+                idx = chosen[start:start + batch_size]
+                sel = torch.from_numpy(idx)
+                x2d, Y, weight = w.x2d[sel].to(device), w.y[sel].to(device), w.weight[sel]
                 P = _sample(model, x2d, cfg, generator, root)
                 index = None
                 if not skip_jpma:
-                    gt_root = w.root[sl].to(device) if cfg.mode == "official" else None
+                    gt_root = w.root[sel].to(device) if cfg.mode == "official" else None
                     index = jpma_selection(P, x2d, w.camera.to(device), gt_root, video, pixels)
-                yield BatchErrors(video, batch_errors(P, Y, index, cfg), w.weight[sl], w.frame_index[sl])
-                budget -= take
-                bar.update(take)
+                yield BatchErrors(video, batch_errors(P, Y, index, cfg, weight), weight, w.frame_index[idx])
+                bar.update(len(idx))
 
 
 def auto_batch_size(model, cfg: EvalConfig, T: int, device: torch.device) -> int:
@@ -313,7 +351,8 @@ class EvalResult:
 
 
 def _settings(model, dataset: PoseDataset, cfg: EvalConfig, jpma_note: str | None) -> dict:
-    official = cfg.mode == "official"
+    official, T = cfg.mode == "official", window_length(model)
+    total = sum(window_counts(dataset, T))
     has_valid = all(v.valid is not None for v in dataset.videos)
     if has_valid:
         counting = "valid frames of the stitched sequence, each once (MATLAB protocol, SPEC §7.5)"
@@ -321,8 +360,12 @@ def _settings(model, dataset: PoseDataset, cfg: EvalConfig, jpma_note: str | Non
         counting = ("every window frame, overlap and padding counted again (SPEC §5.4, §12.3)" if official
                     else "each frame once (no overlap or padding double counting)")
     return {**to_dict(cfg), "dataset": dataset.name, "keypoints_layout": dataset.keypoints_layout,
-            "layout": dataset.skeleton.name, "window": window_length(model),
-            "p_best": f"per batch of {cfg.batch_size} windows (SPEC §12.2)" if official else "per window",
+            "layout": dataset.skeleton.name, "window": T, "total_windows": total,
+            "window_selection": ("every window" if not 0 < cfg.max_windows < total else
+                                 f"{cfg.max_windows} of {total} windows evenly spread over the test set in dataset "
+                                 "order (eval.max_windows: indices round(linspace(0, N-1, max_windows)))"),
+            "p_best": (f"per batch of {cfg.batch_size} windows, chosen on every frame (SPEC §12.2)" if official
+                       else "per window, chosen on the counted frames only"),
             "jpma_root": ("skipped" if jpma_note else "ground-truth root trajectory (SPEC §12.1)" if official
                           else "estimated from 2D (aggregation.estimate_root)"),
             "jpma_space": "pixels" if uses_pixel_jpma(dataset) else "normalised screen coordinates",
@@ -355,5 +398,19 @@ def evaluate(model, dataset: PoseDataset, cfg: EvalConfig, progress: bool = Fals
         windows += batch.weight.shape[0]
     settings = {**_settings(model, dataset, cfg, jpma_note), "num_windows": windows,
                 "num_frames": sum(st.frames for st in stats.values())}
-    return EvalResult(settings, names, stats, notes + ([jpma_note] if jpma_note else []),
-                      collector.result() if collector is not None else None)
+    notes += ([jpma_note] if jpma_note else []) + _subset_notes(dataset, settings, stats)
+    return EvalResult(settings, names, stats, notes, collector.result() if collector is not None else None)
+
+
+def _subset_notes(dataset: PoseDataset, settings: dict, stats: dict) -> list[str]:
+    """Say when only part of the test set was evaluated, and which action groups it missed."""
+    if settings["num_windows"] >= settings["total_windows"]:
+        return []
+    notes = [f"only {settings['num_windows']} of {settings['total_windows']} windows were evaluated "
+             "(eval.max_windows, evenly spread); not comparable with a full evaluation"]
+    seen = {g for _, g in stats}
+    missed = [g for g in _group_order(v.action_group for v in dataset.videos) if g not in seen]
+    if missed:
+        notes.append(f"{len(missed)} action group(s) got no window and are left out of the averages: "
+                     + ", ".join(missed))
+    return notes

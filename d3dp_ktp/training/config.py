@@ -21,7 +21,7 @@ class TrainConfig:
     val_every: int = 1                # epochs between validations; 0 = never
     val_hypotheses: int = 1           # H during validation (D3DP: 1)
     val_steps: int = 1                # K during validation (D3DP: 1)
-    val_max_windows: int = 0          # cap on validation windows per run; 0 = all
+    val_max_windows: int = 0          # validation windows, evenly spread over the test set; 0 = all
     best_metric: str = "P-Agg"        # which validation error selects the best checkpoint
     save_every: int = 20              # epochs between numbered checkpoints; 0 = never
     state_every_steps: int = 0        # also save the resumable state every N steps; 0 = epoch ends only

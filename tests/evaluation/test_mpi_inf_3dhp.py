@@ -79,6 +79,23 @@ def test_sequence_mean_is_unweighted_and_all_is_pooled(dataset):
     assert t["mean"]["AUC"][-1] == pytest.approx((100 * 20 / 31 + 100 * 8 / 31) / 2, abs=1e-6)
 
 
+def test_clean_p_best_ignores_invalid_frames_official_includes_them(dataset):
+    # Hypothesis A: 10 mm on valid frames, 500 mm on invalid ones; B: 20 mm everywhere. Every window has
+    # an invalid frame, so over all frames (official, SPEC §7.4) B wins; over the scored frames A does.
+    ds, _ = dataset
+    from d3dp_ktp.data.windows import window_frame_indices
+
+    def perturb(video, i):
+        valid = torch.from_numpy(video.valid[window_frame_indices(video.num_frames, 4)[i]])
+        a = torch.where(valid, 0.010, 0.5).float()
+        return x_offset(torch.stack([a, torch.full((4,), 0.020)])[None], root=ROOT)
+    stub = StubModel(ds, 4, perturb)
+    for mode, mm in (("official", 20.0), ("clean", 10.0)):
+        result = evaluate(stub, ds, cfg(mode=mode))
+        assert result.pck["P-Best"]["all"]["MPJPE"] == pytest.approx([mm * 16 / 17] * 2, abs=1e-3), mode
+        assert result.summary()["P-Best"] == pytest.approx([mm * 16 / 17] * 2, abs=1e-3), mode
+
+
 def test_pixel_jpma_matches_normalised_selection_and_picks_the_gt_hypothesis(dataset):
     ds, _ = dataset
     video = ds.videos[1]  # TS5: 1920x1080, so the normalisation is not square

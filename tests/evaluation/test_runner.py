@@ -8,6 +8,8 @@ import torch
 from d3dp_ktp import aggregation, metrics
 from d3dp_ktp.diffusion import DiffusionConfig
 from d3dp_ktp.evaluation import EvalConfig, evaluate
+from d3dp_ktp.evaluation.report import markdown
+from d3dp_ktp.evaluation.runner import select_windows
 from d3dp_ktp.factory import build_diffusion
 from d3dp_ktp.models import ModelConfig
 
@@ -103,6 +105,32 @@ def test_p_best_is_per_batch_in_official_and_per_window_in_clean():
         assert summary["P-Agg"][0] == pytest.approx((2.0 + 2.5) / 2 * J_FRACTION, abs=1e-4)
 
 
+def test_clean_p_best_chooses_on_counted_frames_official_on_every_frame():
+    # T=4, H=2, K=1. Walking (F=6): window 1 = frames 2-5 is the one stitching keeps, so positions 2-3 of
+    # window 0 (frames 2-3 again) are not counted in clean mode. Eating (F=2): positions 2-3 are
+    # replicate padding. Hypothesis A is 1 mm on every counted frame and 10 mm on the overlap/padding;
+    # B is 2 mm everywhere. Walking window 1: A 1 mm, B 3 mm.
+    ds = make_dataset([make_video("S9", "Walking", 6, 0), make_video("S9", "Eating", 2, 1)])
+    mm = {("Walking", 0): ([1, 1, 10, 10], [2, 2, 2, 2]), ("Walking", 1): ([1, 1, 1, 1], [3, 3, 3, 3]),
+          ("Eating", 0): ([1, 1, 10, 10], [2, 2, 2, 2])}
+    stub = StubModel(ds, 4, lambda v, i: x_offset(torch.tensor(mm[v.action, i])[None] / 1000))
+    run = lambda **kw: evaluate(stub, ds, cfg(num_steps=1, protocol2=False, **kw))  # noqa: E731
+    # official, windows one by one: over all 4 frames B wins Walking 0 (5.5 > 2) and Eating (5.5 > 2),
+    # A wins Walking 1 (1 < 3) -> Walking (4*2 + 4*1)/8 = 1.5, Eating 2.
+    official = run(mode="official", batch_size=1).table()["P-Best"]
+    assert official["Walking"][0] == pytest.approx(1.5 * J_FRACTION, abs=1e-4)
+    assert official["Eating"][0] == pytest.approx(2.0 * J_FRACTION, abs=1e-4)
+    # official per batch of 2: Walking A (22 + 4)/8 = 3.25 > B (8 + 12)/8 = 2.5 -> B for both: 2.5.
+    walking = run(mode="official", batch_size=2).table()["P-Best"]["Walking"][0]
+    assert walking == pytest.approx(2.5 * J_FRACTION, abs=1e-4)
+    # clean: chosen on the counted frames only (Walking 0: frames 0-1; Eating: frames 0-1) -> A everywhere.
+    for batch_size in (1, 2):
+        clean = run(mode="clean", batch_size=batch_size)
+        for group in ("Walking", "Eating"):
+            assert clean.table()["P-Best"][group][0] == pytest.approx(1.0 * J_FRACTION, abs=1e-4)
+        assert "counted frames" in clean.settings["p_best"]
+
+
 def test_jpma_uses_gt_root_in_official_and_estimated_root_in_clean():
     T, H = 6, 5
     ds = make_dataset([make_video("S9", "Walking", T, 3)])
@@ -135,6 +163,63 @@ def test_one_sample_call_per_batch_never_across_videos_and_max_windows():
     stub.calls.clear()
     result = evaluate(stub, ds, cfg(batch_size=2, max_windows=3, protocol2=False))
     assert stub.calls == [2, 1] and result.settings["num_windows"] == 3
+
+
+def test_select_windows_spreads_evenly_over_the_whole_test_set():
+    counts = [5, 1, 3, 7]  # N = 16 windows; round(linspace(0, 15, 4)) = 0, 5, 10, 15
+    chosen = select_windows(counts, 4)
+    assert [c.tolist() for c in chosen] == [[0], [0], [], [1, 6]]
+    assert chosen[0][0] == 0 and chosen[-1][-1] == counts[-1] - 1  # first window of the first video, last of the last
+    assert [c.tolist() for c in select_windows(counts, 4)] == [c.tolist() for c in chosen]  # deterministic
+    for m in (0, 16, 17, 1000):  # 0 and m >= N keep every window
+        assert [c.tolist() for c in select_windows(counts, m)] == [list(range(n)) for n in counts]
+    assert [c.tolist() for c in select_windows(counts, 1)] == [[0], [], [], []]
+    with pytest.raises(ValueError, match="max_windows must be >= 0"):
+        select_windows(counts, -1)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        counts = rng.integers(1, 9, size=rng.integers(2, 12)).tolist()
+        m = int(rng.integers(2, sum(counts) + 1))
+        offsets = np.cumsum([0, *counts[:-1]])
+        flat = np.concatenate([c + o for c, o in zip(select_windows(counts, m), offsets)])
+        assert len(flat) == m and flat[0] == 0 and flat[-1] == sum(counts) - 1
+        assert (np.diff(flat) >= 1).all() and np.diff(flat).max() - np.diff(flat).min() <= 1  # evenly spaced
+
+
+def test_max_windows_evaluates_an_even_subset_and_drops_groups_without_windows():
+    # T=4: Walking 5 windows, Eating 1, Phoning 2, Sitting 3 -> N = 11. max_windows=3 keeps global windows
+    # 0, 5, 10: Walking #0, Eating #0, Sitting #2; Phoning gets none and must not turn the mean into NaN.
+    frames = {"Walking": 20, "Eating": 3, "Phoning": 8, "Sitting": 12}
+    offset_mm = {"Walking": 1.0, "Eating": 2.0, "Phoning": 100.0, "Sitting": 6.0}
+    ds = make_dataset([make_video("S9", a, f, i) for i, (a, f) in enumerate(frames.items())])
+    seen = []
+
+    def perturb(video, i):
+        seen.append((video.action, i))
+        return x_offset(torch.full((4,), offset_mm[video.action] / 1000))
+    stub = StubModel(ds, 4, perturb)
+    result = evaluate(stub, ds, cfg(batch_size=2, max_windows=3, protocol2=False))
+    assert seen == [("Walking", 0), ("Eating", 0), ("Sitting", 2)] and stub.calls == [1, 1, 1]
+    assert result.settings["num_windows"] == 3 and result.settings["total_windows"] == 11
+    assert list(result.table()["J-Best"]) == ["Eating", "Sitting", "Walking"]
+    assert result.summary()["J-Best"] == pytest.approx([3.0 * J_FRACTION] * 2, abs=1e-4)  # (1 + 2 + 6)/3
+    assert any("3 of 11 windows" in n for n in result.notes)
+    assert any("left out of the averages: Phoning" in n for n in result.notes)
+    text = markdown(result)
+    assert "3 of 11 windows" in text and "evenly spread" in text
+    seen.clear()
+    again = evaluate(stub, ds, cfg(batch_size=2, max_windows=3, protocol2=False))
+    assert seen == [("Walking", 0), ("Eating", 0), ("Sitting", 2)] and again.summary() == result.summary()
+
+
+def test_max_windows_at_least_the_total_evaluates_everything():
+    ds = make_dataset([make_video("S9", "Walking", 9, 0), make_video("S9", "Eating", 3, 1)])
+    stub = StubModel(ds, 4, lambda v, i: x_offset(torch.full((4,), 0.001 * (i + 1))))
+    full = evaluate(stub, ds, cfg(protocol2=False))
+    for m in (4, 50):
+        capped = evaluate(stub, ds, cfg(protocol2=False, max_windows=m))
+        assert capped.summary() == full.summary() and capped.settings["num_windows"] == 4
+        assert capped.notes == full.notes == [] and capped.settings["window_selection"] == "every window"
 
 
 def test_real_tiny_model_is_seeded_and_every_batch_draws_fresh_noise():
