@@ -27,7 +27,7 @@ class StubModel:
         self.fn = fn
         self.batches = []
 
-    def sample(self, x2d, num_hypotheses, num_steps, eta, flip, latents, step_noise):
+    def sample(self, x2d, num_hypotheses, num_steps, eta, flip, latents, step_noise, dtype=None):
         assert latents.shape == (x2d.shape[0], num_hypotheses, *x2d.shape[1:3], 3)
         self.batches.append(x2d.shape[0])
         out = self.fn(x2d, num_hypotheses)
@@ -173,7 +173,8 @@ def test_config_errors():
     x2d = ramp_input(3)
     for cfg, msg in [(LiftConfig(stride=10), "stride must be between 1 and the model's window T=9"),
                      (LiftConfig(agg="median"), "agg must be one of jpma, mean"),
-                     (LiftConfig(num_hypotheses=0), "num_hypotheses"), (LiftConfig(batch_size=0), "batch size")]:
+                     (LiftConfig(num_hypotheses=0), "num_hypotheses"), (LiftConfig(batch_size=0), "batch size"),
+                     (LiftConfig(dtype="fp8"), "dtype must be 'fp32', 'bf16' or 'fp16'")]:
         with pytest.raises(ValueError, match=msg):
             lift(model, x2d, cfg)
     with pytest.raises(ValueError, match="JPMA needs"):
