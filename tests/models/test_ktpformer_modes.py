@@ -1,7 +1,7 @@
 """KTPFormer Table 6 modes (UMD, PMD; our wiring, no official code): sizes, keys, wiring, gradients,
 config validation and the ablation YAMLs. SMD itself is checked against the official reference in
-tests/test_models.py; here UMD/PMD are checked against a functional re-implementation written from
-the mode descriptions, on the reference's primitives (tests/reference/official_ref.py).
+test_models.py; here UMD/PMD are checked against a functional re-implementation written from the
+mode descriptions, on the reference's primitives (tests/reference/official_ref.py).
 
 Shape legend: B batch, H hypotheses, T frames, J joints, C channels, c_in input channels (2 or 5).
 """
@@ -12,7 +12,8 @@ import torch
 
 from d3dp_ktp.experiment import load_experiment
 from d3dp_ktp.models import ModelConfig, build_model, count_parameters
-from tests.reference import TINY, randomize_
+from tests.reference import TINY
+from tests.models import inputs, tiny as _tiny
 from tests.reference import official_ref as ref
 
 ABLATIONS = Path(__file__).resolve().parents[2] / "configs" / "ablations"
@@ -20,18 +21,8 @@ MODES = ["smd", "umd", "pmd"]
 
 
 def tiny(mode, seed=0, **kw):
-    """A tiny eval-mode model (T=9, C=32, 4 heads, depth 1) with non-trivial weights."""
-    torch.manual_seed(seed)
-    cfg = ModelConfig(**{**TINY, "depth": 1, "mode": mode, **kw})
-    return randomize_(build_model(cfg), seed + 100).eval()
-
-
-def inputs(seed, B=2, H=None, T=9, J=17):
-    g = torch.Generator().manual_seed(seed)
-    x2d = torch.randn(B, T, J, 2, generator=g)
-    x_t = torch.randn(*((B, H) if H else (B,)), T, J, 3, generator=g).clamp(-1.1, 1.1)
-    t = torch.randint(0, 1000, (B,), generator=g)
-    return x2d, x_t, t
+    """A tiny eval-mode model of one S/T pair in ``mode``."""
+    return _tiny(seed, depth=1, mode=mode, **kw)
 
 
 # ------------------------------------------------------------------ functional re-implementation

@@ -9,23 +9,9 @@ import torch
 from d3dp_ktp.models import ModelConfig, build_model, count_parameters
 from d3dp_ktp.models.graph import LearnableGraphConv
 from d3dp_ktp.models.layers import DropPath, SinusoidalEmbedding
-from tests.reference import TINY, randomize_
+from tests.reference import TINY
+from tests.models import inputs, tiny
 from tests.reference import official_ref as ref
-
-
-def tiny(seed=0, **kw):
-    """A tiny eval-mode model with non-trivial weights (random BN statistics, Â, P_s, P_t, ...)."""
-    torch.manual_seed(seed)
-    cfg = ModelConfig(**{**TINY, "depth": 2, **kw})
-    return randomize_(build_model(cfg), seed + 100).eval()
-
-
-def inputs(seed, B=2, H=None, T=9, J=17):
-    g = torch.Generator().manual_seed(seed)
-    x2d = torch.randn(B, T, J, 2, generator=g)
-    x_t = torch.randn(*((B, H) if H else (B,)), T, J, 3, generator=g).clamp(-1.1, 1.1)
-    t = torch.randint(0, 1000, (B,), generator=g)
-    return x2d, x_t, t
 
 
 # ------------------------------------------------------------------ sizes (SPEC §2.8)
