@@ -307,18 +307,50 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch_two(data: Path, out: Path, epochs: int, resume: bool = False) -> None:
+def _launch_two(data: Path, out: Path, epochs: int, resume: bool = False, env: dict | None = None,
+                **train) -> None:
     launcher = ([shutil.which("accelerate")] if shutil.which("accelerate")
                 else [sys.executable, "-m", "accelerate.commands.launch"])
     cmd = launcher + ["launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                       "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-                      str(ROOT / "train.py"), *tiny_overrides(data, out, epochs=epochs, cpu="true")]
+                      str(ROOT / "train.py"), *tiny_overrides(data, out, epochs=epochs, cpu="true", **train)]
     if resume:
         cmd.append("--resume")
     if launcher[0] == sys.executable:
         cmd.remove("launch")
-    proc = subprocess.run(cmd, cwd=ROOT, env=_subprocess_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=ROOT, env={**_subprocess_env(), **(env or {})}, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+# Imported at start-up by every Python process of the launch (it is first on PYTHONPATH): in the
+# process of rank 1 only, the trainer's budget checks after the first one see the clock an hour ahead.
+_RANK1_CLOCK_AHEAD = """
+import os, sys, time
+if os.environ.get("RANK") == "1":
+    _monotonic, _checks = time.monotonic, []
+    def _ahead():
+        if sys._getframe(1).f_code.co_name != "_should_stop":
+            return _monotonic()
+        _checks.append(1)
+        return _monotonic() + (3600.0 if len(_checks) > 1 else 0.0)
+    time.monotonic = _ahead
+"""
+
+
+def test_two_processes_stop_on_a_wall_time_budget_after_the_same_step(tmp_path):
+    """train.max_minutes runs out in one process only: both must stop after the same step (decided
+    together at a log step), or DDP would wait forever for the process that stopped."""
+    data, hook = write_tiny_data(tmp_path / "data"), tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_RANK1_CLOCK_AHEAD)
+    out = tmp_path / "run"
+    _launch_two(data, out, epochs=5, env={"PYTHONPATH": f"{hook}{os.pathsep}{ROOT}"}, max_minutes=30, log_every=3,
+                val_every=0)
+    state = json.loads((out / "state" / TRAINER_STATE).read_text())
+    # Rank 1 runs out after step 1; 2 steps per epoch; both stop together at the next log step, 3.
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 1, 3)
+    assert (out / "state" / "random_states_1.pkl").is_file()
 
 
 def test_two_cpu_processes_through_accelerate_launch(tmp_path):
