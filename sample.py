@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--no-video", action="store_true", help="skip the GIF/MP4 animation (the PNG preview is still written)")
     m = p.add_argument_group("model and sampling")
     m.add_argument("--checkpoint", metavar="PATH", help="checkpoint folder from train.py or an official .bin (default: the demo checkpoint)")
+    m.add_argument("--model-layout", choices=("h36m", "coco"), metavar="{h36m,coco}",
+                   help="official .bin only: the keypoint order the network was trained on (the file cannot "
+                        "tell). Default: coco when the file name contains 'in_the_wild' (D3DP's in-the-wild "
+                        "model), else h36m")
     m.add_argument("-H", "--hypotheses", type=int, default=5, metavar="H", help="number of 3D hypotheses drawn per frame (default 5)")
     m.add_argument("-K", "--steps", type=int, default=5, metavar="K", help="DDIM denoising steps (default 5)")
     m.add_argument("--eta", type=float, default=1.0, metavar="ETA", help="DDIM eta: 1 = D3DP's stochastic sampler, 0 = deterministic (default 1)")
@@ -91,6 +95,20 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
 
+def official_layout(checkpoint: Path, model_layout: str | None) -> dict:
+    """The keypoint_layout override for an official .bin (none for our checkpoint folders)."""
+    if Path(checkpoint).is_dir():
+        if model_layout:
+            raise ValueError("--model-layout applies to official .bin files only; a checkpoint folder "
+                             "stores its keypoint layout in config.yaml")
+        return {}
+    if model_layout is None and "in_the_wild" in Path(checkpoint).name:
+        model_layout = "coco"
+        print(f"note: {Path(checkpoint).name} is taken as D3DP's in-the-wild model, trained on COCO-ordered "
+              "keypoints; pass --model-layout h36m if it is not")
+    return {"keypoint_layout": model_layout} if model_layout and model_layout != "h36m" else {}
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -113,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                               dtype=args.dtype)
     device = pipeline.resolve_device(args.device)
     kf = read_keypoints(input_path, video=args.video)
-    model, _ = load_checkpoint(checkpoint, map_location=device)
+    model, _ = load_checkpoint(checkpoint, map_location=device, **official_layout(checkpoint, args.model_layout))
     model.to(device)  # official .bin files load on the CPU
     if not hasattr(model, "sample"):
         raise ValueError(f"{checkpoint} is a deterministic lifter, not a D3DP diffusion model; sample.py needs "

@@ -116,11 +116,15 @@ def read_config(path: str | Path) -> dict:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
-                    eval_mode: bool = True) -> tuple[torch.nn.Module, dict]:
-    """Load our checkpoint folder (or an official .bin); returns (model, config sections)."""
+                    eval_mode: bool = True, **official_overrides) -> tuple[torch.nn.Module, dict]:
+    """Load our checkpoint folder (or an official .bin); returns (model, config sections).
+
+    ``official_overrides`` are model settings an official .bin cannot tell, passed to `load_official`
+    (e.g. keypoint_layout='coco' for D3DP's in-the-wild model); our folders store them already.
+    """
     path = Path(path)
     if path.is_file() and path.suffix in (".bin", ".pt", ".pth"):
-        model = load_official(path)
+        model = load_official(path, **official_overrides)
         return model.eval() if eval_mode else model, model_sections(model)
     path = _recover(path)
     if not path.exists():

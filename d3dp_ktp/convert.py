@@ -23,12 +23,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="attention heads (not stored in the file; the official default is 8)")
     parser.add_argument("--layout", default=None,
                         help="skeleton layout (h36m, humaneva15, mpi_inf_3dhp); inferred from the joint count")
+    parser.add_argument("--keypoint-layout", default=None,
+                        help="order of the 2D input the network was trained on, when not the skeleton's: coco for "
+                             "D3DP's in_the_wild_best_epoch.bin (the file cannot tell)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    overrides = {k: v for k, v in (("num_heads", args.num_heads), ("layout", args.layout)) if v is not None}
+    overrides = {k: v for k, v in (("num_heads", args.num_heads), ("layout", args.layout),
+                                   ("keypoint_layout", args.keypoint_layout)) if v is not None}
     try:
         model = load_official(args.input, **overrides)
     except (ValueError, FileNotFoundError) as err:
@@ -38,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     kind = "D3DP wrapper" if isinstance(model, D3DP) else "lifter"
     cfg = denoiser.cfg
     print(f"read {args.input}: {kind}, arch={cfg.arch}, T={cfg.num_frames}, J={cfg.num_joints}, "
-          f"C={cfg.channels}, depth={cfg.depth}, heads={cfg.num_heads}")
+          f"C={cfg.channels}, depth={cfg.depth}, heads={cfg.num_heads}, keypoints={cfg.keypoint_layout or cfg.layout}")
     written = [WEIGHTS_NAME, CONFIG_NAME] + ([D3DPScheduler.config_name] if isinstance(model, D3DP) else [])
     print(f"wrote {path}: {', '.join(written)}")
 

@@ -282,3 +282,11 @@ def test_convert_cli_errors_are_clean(tmp_path, capsys):
     convert_main([str(src), str(tmp_path / "out"), "--num-heads", "4"])
     assert "lifter" in capsys.readouterr().out
     assert not (tmp_path / "out" / "scheduler_config.json").exists()
+
+
+def test_convert_stores_the_keypoint_layout_the_file_cannot_tell(tmp_path, capsys):
+    src = write_official(make("d3dp-ktpformer", seed=12), tmp_path / "in_the_wild_best_epoch.bin")
+    convert_main([str(src), str(tmp_path / "out"), "--num-heads", "4", "--keypoint-layout", "coco"])
+    assert "keypoints=coco" in capsys.readouterr().out
+    loaded, sections = load_checkpoint(tmp_path / "out")
+    assert sections["model"]["keypoint_layout"] == "coco" and loaded.keypoint_skeleton.name == "coco"

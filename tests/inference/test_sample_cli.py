@@ -70,6 +70,33 @@ def test_json_coco_input_with_options(sample, tmp_path, capsys):
     assert json.loads((tmp_path / "res" / "poses_3d.json").read_text())["settings"]["input_layout"] == "coco"
 
 
+@pytest.mark.parametrize("name,flag,layout", [("in_the_wild_best_epoch.bin", [], "coco"),
+                                               ("in_the_wild_best_epoch.bin", ["--model-layout", "h36m"], "h36m"),
+                                               ("best_epoch.bin", [], "h36m"),
+                                               ("best_epoch.bin", ["--model-layout", "coco"], "coco")])
+def test_official_bin_keypoint_layout(sample, tmp_path, capsys, name, flag, layout):
+    """An official .bin cannot say which keypoint order its network reads: D3DP's in-the-wild model is
+    taken as COCO by its file name, --model-layout overrides; the input is fed in that order."""
+    from tests.test_checkpoints import write_official
+    from .conftest import tiny_model
+
+    write_official(tiny_model(3), tmp_path / name)
+    frames = [{"keypoints": np.concatenate([f, np.full((17, 1), 0.9)], 1).reshape(-1).tolist()}
+              for f in project_px(camera_poses(np.random.RandomState(6), 9))]
+    (tmp_path / "dets.json").write_text(json.dumps(frames))
+    rc = sample(["--input", "dets.json", "--layout", "coco", "--width", str(WIDTH), "--height", str(HEIGHT),
+                 "--checkpoint", name, *flag, "-H", "2", "-K", "1", "--agg", "mean", "--no-video", "--out", "res"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert ("in-the-wild model" in captured.out) == (name.startswith("in_the_wild") and not flag)
+    assert json.loads((tmp_path / "res" / "poses_3d.json").read_text())["settings"]["keypoint_layout"] == layout
+
+
+def test_model_layout_is_refused_for_a_checkpoint_folder(sample, capsys):
+    assert sample(["--model-layout", "coco", "--no-video"]) == 2
+    assert "--model-layout applies to official .bin files only" in capsys.readouterr().err
+
+
 def _write_npz(path: Path, kp: np.ndarray, **extra) -> str:
     np.savez(path, keypoints=kp, **extra)
     return str(path)
