@@ -192,7 +192,7 @@ class Trainer:
         on every process when it happened on any (DDP shares the NaN gradients)."""
         if not self._pending:
             return math.nan
-        values = torch.stack(self._pending).to("cpu", torch.float64)
+        values = torch.stack(self._pending).cpu().double()  # the one host-device sync; float64 on the host
         at, self._pending, self._pending_at = self._pending_at, [], []
         bad = torch.nonzero(~torch.isfinite(values)).flatten().tolist()
         if self.accelerator.num_processes > 1:
