@@ -196,7 +196,7 @@ def denoiser_flops(cfg, sequences: int = 1) -> int:
         flops += 2 * N * c_in * C                                         # Linear patch embedding
     if cfg.arch == "ktpformer" and cfg.use_tpa:
         flops += cfg.tpa_layers * (4 * N * C * C + 4 * J * T * T * C)      # TPA over T frames, J joints
-        if getattr(cfg, "mode", "smd") == "pmd":                          # its first layer reads c_in, not C
+        if cfg.mode == "pmd":                                             # its first layer reads c_in, not C
             flops -= 4 * N * (C - c_in) * C
     return int(round(flops * sequences))
 

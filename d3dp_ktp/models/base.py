@@ -8,6 +8,18 @@ from .config import ModelConfig
 from .layers import Block, time_mlp
 
 
+def to_temporal(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Spatial tokens to temporal tokens: (b·f, n, c) -> (b·n, f, c)."""
+    b, n = x.shape[0] // frames, x.shape[1]
+    return x.reshape(b, frames, n, -1).transpose(1, 2).reshape(b * n, frames, -1)
+
+
+def to_spatial(x: torch.Tensor, joints: int) -> torch.Tensor:
+    """Temporal tokens to spatial tokens: (b·n, f, c) -> (b·f, n, c)."""
+    b, f = x.shape[0] // joints, x.shape[1]
+    return x.reshape(b, joints, f, -1).transpose(1, 2).reshape(b * f, joints, -1)
+
+
 class SpatioTemporalLifter(nn.Module):
     """Base class. Subclasses implement ``embed(x, e_t, T)`` -> (B·T, J, C) after the first pair.
 
@@ -72,12 +84,9 @@ class SpatioTemporalLifter(nn.Module):
         x, e_t, lead = self._fold_inputs(x2d, x_t, t)
         b, f, n, c = x.shape
         x = self.embed(x.reshape(b * f, n, c), e_t, f)              # (b·f, n, C) after the first pair
-        x = x.reshape(b, f, n, -1)
         for ste, tte in zip(self.STEblocks[self._first_pair_in_stack:], self.TTEblocks[self._first_pair_in_stack:]):
-            x = self.Spatial_norm(ste(x.reshape(b * f, n, -1)))
-            x = x.reshape(b, f, n, -1).transpose(1, 2).reshape(b * n, f, -1)
-            x = self.Temporal_norm(tte(x))
-            x = x.reshape(b, n, f, -1).transpose(1, 2)
+            x = to_temporal(self.Spatial_norm(ste(x)), f)
+            x = to_spatial(self.Temporal_norm(tte(x)), n)
         return self.head(x).reshape(*lead, f, n, 3)
 
     # Index of the first STE/TTE pair run by the shared loop (MixSTE runs pair 0 inside embed()).

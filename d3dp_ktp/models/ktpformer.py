@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..skeleton import get_skeleton, spatial_adjacency, temporal_adjacency
-from .base import SpatioTemporalLifter
+from .base import SpatioTemporalLifter, to_spatial, to_temporal
 from .config import ModelConfig
 from .graph import GraphConvBNReLU, InputTPA, StackedTPA
 from .layers import Attention, Mlp, drop_path_rates
@@ -73,18 +73,6 @@ class PriorBlock(nn.Module):
         return self.transform(self.attn.tokens(x, e_t))
 
 
-def _to_temporal(x: torch.Tensor, frames: int) -> torch.Tensor:
-    """(b f) n c -> (b n) f c"""
-    b, n = x.shape[0] // frames, x.shape[1]
-    return x.reshape(b, frames, n, -1).transpose(1, 2).reshape(b * n, frames, -1)
-
-
-def _to_spatial(x: torch.Tensor, joints: int) -> torch.Tensor:
-    """(b n) f c -> (b f) n c"""
-    b, f = x.shape[0] // joints, x.shape[1]
-    return x.reshape(b, joints, f, -1).transpose(1, 2).reshape(b * f, joints, -1)
-
-
 class KTPFormer(SpatioTemporalLifter):
     """KPA pair, TPA pair, then ``depth`` STE/TTE pairs with shared norms and an LN+Linear head.
 
@@ -127,8 +115,8 @@ class KTPFormer(SpatioTemporalLifter):
         """SMD (official): [KPA + P_s + e_t -> MHSA+MLP] -> [StackedTPA + P_t -> MHSA+MLP]."""
         n = x.shape[1]
         x = self.Spatial_norm(self.kpattention(x, e_t))
-        x = self.Temporal_norm(self.tpattention(_to_temporal(x, frames)))
-        return _to_spatial(x, n)
+        x = self.Temporal_norm(self.tpattention(to_temporal(x, frames)))
+        return to_spatial(x, n)
 
     def _embed_umd(self, x: torch.Tensor, e_t, frames: int) -> torch.Tensor:
         """UMD (our choice): KPA + P_s + e_t -> StackedTPA + P_t -> spatial MHSA+MLP -> temporal MHSA+MLP.
@@ -139,10 +127,10 @@ class KTPFormer(SpatioTemporalLifter):
         """
         n = x.shape[1]
         h = self.kpattention.attn.tokens(x, e_t)                             # (B·T, J, C)
-        h = _to_spatial(self.tpattention.attn.tokens(_to_temporal(h, frames)), n)
+        h = to_spatial(self.tpattention.attn.tokens(to_temporal(h, frames)), n)
         x = self.Spatial_norm(self.kpattention.transform(h))
-        x = self.Temporal_norm(self.tpattention.transform(_to_temporal(x, frames)))
-        return _to_spatial(x, n)
+        x = self.Temporal_norm(self.tpattention.transform(to_temporal(x, frames)))
+        return to_spatial(x, n)
 
     def _embed_pmd(self, x: torch.Tensor, e_t, frames: int) -> torch.Tensor:
         """PMD (our choice): temporal MHSA+MLP over [spatial branch + TPA(raw input) + P_t].
@@ -152,8 +140,8 @@ class KTPFormer(SpatioTemporalLifter):
         SMD's (KPA + P_s + e_t -> MHSA+MLP -> Spatial_norm); TPA sees the c_in raw channels over frames.
         """
         n = x.shape[1]
-        s = _to_temporal(self.Spatial_norm(self.kpattention(x, e_t)), frames)  # (B·J, T, C)
-        z = self.tpattention.attn.prior(_to_temporal(x, frames))               # (B·J, T, C)
+        s = to_temporal(self.Spatial_norm(self.kpattention(x, e_t)), frames)  # (B·J, T, C)
+        z = self.tpattention.attn.prior(to_temporal(x, frames))               # (B·J, T, C)
         h = s + z + self.tpattention.attn.pos
         x = self.Temporal_norm(self.tpattention.transform(h))
-        return _to_spatial(x, n)
+        return to_spatial(x, n)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import SpatioTemporalLifter
+from .base import SpatioTemporalLifter, to_spatial, to_temporal
 from .config import ModelConfig
 from .layers import drop_path_rates
 
@@ -26,8 +26,6 @@ class MixSTE(SpatioTemporalLifter):
         n = x.shape[1]
         x = self.Spatial_patch_to_embedding(x) + self.Spatial_pos_embed
         x = x + self._broadcast_time(e_t, frames)
-        x = self.Spatial_norm(self.STEblocks[0](x))
-        b = x.shape[0] // frames
-        x = x.reshape(b, frames, n, -1).transpose(1, 2).reshape(b * n, frames, -1)
+        x = to_temporal(self.Spatial_norm(self.STEblocks[0](x)), frames)
         x = self.Temporal_norm(self.TTEblocks[0](x + self.Temporal_pos_embed))
-        return x.reshape(b, n, frames, -1).transpose(1, 2).reshape(b * frames, n, -1)
+        return to_spatial(x, n)
