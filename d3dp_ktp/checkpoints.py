@@ -75,17 +75,12 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fh.fileno())
 
 
-def _recover(path: Path) -> Path:
+def _recover(path: Path) -> None:
     """Undo a save killed between the two renames of _replace_dir: the previous checkpoint sits in
-    ``.<name>.old`` and ``path`` is missing. Put it back (or, in a read-only folder, read it there)."""
+    ``.<name>.old`` and ``path`` is missing, so put it back."""
     old = path.with_name(f".{path.name}.old")
-    if path.exists() or not (old / CONFIG_NAME).is_file():
-        return path
-    try:
+    if not path.exists() and (old / CONFIG_NAME).is_file():
         os.replace(old, path)
-    except OSError:
-        return old
-    return path
 
 
 def _replace_dir(tmp: Path, path: Path) -> None:
@@ -126,7 +121,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     if path.is_file() and path.suffix in (".bin", ".pt", ".pth"):
         model = load_official(path, **official_overrides)
         return model.eval() if eval_mode else model, model_sections(model)
-    path = _recover(path)
+    _recover(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     sections = read_config(path)

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,8 +78,7 @@ class Trainer:
         if self.ema is not None:
             self.accelerator.register_for_checkpointing(self.ema)
         self.state = TrainerState(sampler=self.sampler.state_dict())
-        self._pending: list[torch.Tensor] = []         # per-batch losses not yet read back to the host
-        self._pending_at: list[tuple[int, int]] = []   # their (epoch, optimizer step), for messages
+        self._pending: list[tuple[torch.Tensor, int, int]] = []  # (loss, epoch, step) not yet read back
         self._diverged = False
         self.interrupts = Interrupts()
         if resume:
@@ -169,8 +167,7 @@ class Trainer:
             self.optimizer.step()
             self.optimizer.zero_grad()
         self.state.step_in_epoch += 1
-        self._pending.append(out.value.detach())
-        self._pending_at.append((self.state.epoch + 1, self.state.global_step + 1))
+        self._pending.append((out.value.detach(), self.state.epoch + 1, self.state.global_step + 1))
 
     def _after_step(self, batch: int) -> None:
         tc, acc, st = self.cfg.train, self.accelerator, self.state
@@ -192,19 +189,14 @@ class Trainer:
         on every process when it happened on any (DDP shares the NaN gradients)."""
         if not self._pending:
             return math.nan
-        values = torch.stack(self._pending).cpu().double()  # the one host-device sync; float64 on the host
-        at, self._pending, self._pending_at = self._pending_at, [], []
+        pending, self._pending = self._pending, []
+        values = torch.stack([v for v, _, _ in pending]).cpu().double()  # the one sync; float64 on the host
         bad = torch.nonzero(~torch.isfinite(values)).flatten().tolist()
-        if self.accelerator.num_processes > 1:
-            flag = torch.tensor(float(bool(bad)), device=self.accelerator.device)
-            elsewhere = self.accelerator.reduce(flag, reduction="sum").item() > 0
-        else:
-            elsewhere = False
-        if bad or elsewhere:
+        if self._on_any_process(bool(bad)):
             self._diverged = True
-            where = (f"loss became {values[bad[0]].item()} at epoch {at[bad[0]][0]}, step {at[bad[0]][1]}"
-                     if bad else f"the loss became non-finite on another process by epoch {at[-1][0]}, "
-                                 f"step {at[-1][1]}")
+            _, epoch, step = pending[bad[0] if bad else -1]
+            where = (f"loss became {values[bad[0]].item()} at epoch {epoch}, step {step}" if bad else
+                     f"the loss became non-finite on another process by epoch {epoch}, step {step}")
             raise TrainingDiverged(f"{where}; the last good checkpoint in {self.out} is kept. "
                                    "Lower train.lr or use train.mixed_precision=no.")
         self.state.loss_sum += float(values.sum())  # float64 sums of float32 values: exact, order-free
@@ -220,10 +212,14 @@ class Trainer:
                                               and time.monotonic() - self._t0 >= tc.max_minutes * 60)
         if acc.num_processes == 1:
             return local
-        if st.global_step % tc.log_every:
-            return False
-        flag = torch.tensor(float(local), device=acc.device)
-        return acc.reduce(flag, reduction="sum").item() > 0
+        return st.global_step % tc.log_every == 0 and self._on_any_process(local)
+
+    def _on_any_process(self, flag: bool) -> bool:
+        """True if ``flag`` is set on any process (collective: every process must call it together)."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return flag
+        return acc.reduce(torch.tensor(float(flag), device=acc.device), reduction="sum").item() > 0
 
     def _end_epoch(self) -> None:
         tc, acc, st = self.cfg.train, self.accelerator, self.state
