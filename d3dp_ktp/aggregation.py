@@ -16,22 +16,23 @@ from __future__ import annotations
 
 import torch
 
-from d3dp_ktp.camera import project_to_2d, project_to_2d_linear
+from d3dp_ktp.camera import image_coordinates, project_to_2d, project_to_2d_linear
 
 P_BEST_MODES = ("batch", "window")
 
 
-def _shape(x) -> object:
+def shape_of(x) -> object:
+    """What an error message shows for a bad argument: its shape, or its type if it has none."""
     return tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
 
 
 def check_hypotheses(P: torch.Tensor, Y: torch.Tensor | None = None) -> tuple[int, int, int, int, int]:
     """Validate P (B, K, H, T, J, 3) and, if given, Y (B, T, J, 3); return (B, K, H, T, J)."""
     if not isinstance(P, torch.Tensor) or P.dim() != 6 or P.shape[-1] != 3:
-        raise ValueError(f"P must be a tensor of shape (B, K, H, T, J, 3), got {_shape(P)}")
+        raise ValueError(f"P must be a tensor of shape (B, K, H, T, J, 3), got {shape_of(P)}")
     B, K, H, T, J = P.shape[:5]
     if Y is not None and (not isinstance(Y, torch.Tensor) or tuple(Y.shape) != (B, T, J, 3)):
-        raise ValueError(f"Y must have shape (B, T, J, 3) = {(B, T, J, 3)} to match P, got {_shape(Y)}")
+        raise ValueError(f"Y must have shape (B, T, J, 3) = {(B, T, J, 3)} to match P, got {shape_of(Y)}")
     return B, K, H, T, J
 
 
@@ -43,7 +44,7 @@ def hypothesis_errors(P: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
 
 def _check_errors(e: torch.Tensor) -> None:
     if not isinstance(e, torch.Tensor) or e.dim() != 5:
-        raise ValueError(f"errors must be a tensor of shape (B, K, H, T, J), got {_shape(e)}")
+        raise ValueError(f"errors must be a tensor of shape (B, K, H, T, J), got {shape_of(e)}")
 
 
 def joint_min_index(e: torch.Tensor) -> torch.Tensor:
@@ -56,7 +57,7 @@ def check_frame_weights(weights, B: int, T: int) -> torch.Tensor:
     """Validate per-frame weights (B, T): a real or bool tensor, finite and >= 0. Returns them."""
     if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (B, T) or weights.is_complex():
         raise ValueError(f"weights must be a real tensor of shape (B, T) = {(B, T)} (how much each window "
-                         f"frame counts), got {_shape(weights)}")
+                         f"frame counts), got {shape_of(weights)}")
     if weights.dtype != torch.bool and not (torch.isfinite(weights).all() and (weights >= 0).all()):
         raise ValueError("weights must be finite and >= 0 (0 = the frame does not count)")
     return weights
@@ -104,10 +105,10 @@ def gather_hypotheses(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Pick one hypothesis per joint. x (B, K, H, T, J) or (B, K, H, T, J, C), index (B, K, T, J)
     -> (B, K, T, J) or (B, K, T, J, C)."""
     if not isinstance(x, torch.Tensor) or x.dim() not in (5, 6):
-        raise ValueError(f"x must have shape (B, K, H, T, J[, C]), got {_shape(x)}")
+        raise ValueError(f"x must have shape (B, K, H, T, J[, C]), got {shape_of(x)}")
     B, K, H, T, J = x.shape[:5]
     if not isinstance(index, torch.Tensor) or tuple(index.shape) != (B, K, T, J):
-        raise ValueError(f"index must have shape (B, K, T, J) = {(B, K, T, J)}, got {_shape(index)}")
+        raise ValueError(f"index must have shape (B, K, T, J) = {(B, K, T, J)}, got {shape_of(index)}")
     if index.dtype.is_floating_point or (index.numel() and (index.min() < 0 or index.max() >= H)):
         raise ValueError(f"index must hold integer hypothesis indices in [0, {H}), got dtype {index.dtype}")
     idx = index.long().unsqueeze(2)
@@ -122,11 +123,6 @@ def p_agg(P: torch.Tensor) -> torch.Tensor:
     return P.mean(dim=2)
 
 
-def j_best(P: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """J-Best oracle pose: per joint the hypothesis closest to GT. -> (B, K, T, J, 3)."""
-    return gather_hypotheses(P, joint_min_index(hypothesis_errors(P, Y)))
-
-
 def p_best(P: torch.Tensor, Y: torch.Tensor, per: str = "batch", weights: torch.Tensor | None = None) -> torch.Tensor:
     """P-Best oracle pose (see `pose_min_index` for `per` and the (B, T) `weights`). -> (B, K, T, J, 3)."""
     return gather_hypotheses(P, pose_min_index(hypothesis_errors(P, Y), per=per, weights=weights))
@@ -137,13 +133,13 @@ def _check_camera(camera: torch.Tensor, B: int, linear: bool) -> torch.Tensor:
     ok = isinstance(camera, torch.Tensor) and camera.dim() in (1, 2) and camera.shape[-1] in sizes
     if not ok or (camera.dim() == 2 and camera.shape[0] != B):
         raise ValueError(f"camera must have shape ({sizes[-1]},) or (B={B}, {sizes[-1]}) "
-                         f"(intrinsics in normalised units), got {_shape(camera)}")
+                         f"(intrinsics in normalised units), got {shape_of(camera)}")
     return camera
 
 
 def _check_x2d(x2d: torch.Tensor, B: int, T: int, J: int) -> None:
     if not isinstance(x2d, torch.Tensor) or tuple(x2d.shape) != (B, T, J, 2):
-        raise ValueError(f"x2d must have shape (B, T, J, 2) = {(B, T, J, 2)}, got {_shape(x2d)}")
+        raise ValueError(f"x2d must have shape (B, T, J, 2) = {(B, T, J, 2)}, got {shape_of(x2d)}")
 
 
 def _pose_and_frame_axes(pose: torch.Tensor) -> tuple[torch.Tensor, int, int, int]:
@@ -154,7 +150,7 @@ def _pose_and_frame_axes(pose: torch.Tensor) -> tuple[torch.Tensor, int, int, in
     if isinstance(pose, torch.Tensor) and pose.dim() == 4 and pose.shape[-1] == 3:
         B, T, J, _ = pose.shape
         return pose, B, T, J
-    raise ValueError(f"pose must have shape (B, T, J, 3) or (B, K, H, T, J, 3), got {_shape(pose)}")
+    raise ValueError(f"pose must have shape (B, T, J, 3) or (B, K, H, T, J, 3), got {shape_of(pose)}")
 
 
 def estimate_root(pose: torch.Tensor, x2d: torch.Tensor, camera: torch.Tensor,
@@ -196,7 +192,7 @@ def _root_weights(weights, B: int, T: int, J: int, lead: int, like: torch.Tensor
         return like.new_ones(J)
     if not isinstance(weights, torch.Tensor) or tuple(weights.shape) not in ((J,), (B, T, J)):
         raise ValueError(f"weights must have shape (J,) = ({J},) or (B, T, J) = {(B, T, J)}, "
-                         f"got {_shape(weights)}")
+                         f"got {shape_of(weights)}")
     if (weights < 0).any():
         raise ValueError("weights must be non-negative (per-joint 2D confidences)")
     w = weights.to(like)
@@ -210,11 +206,11 @@ def _root_view(root: torch.Tensor, B: int, K: int, T: int) -> torch.Tensor:
     if isinstance(root, torch.Tensor) and tuple(root.shape) == (B, K, T, 3):
         return root[:, :, None, :, None, :]
     raise ValueError(f"root must have shape (B, T, 3) = {(B, T, 3)} or (B, K, T, 3) = {(B, K, T, 3)}, "
-                     f"got {_shape(root)}")
+                     f"got {shape_of(root)}")
 
 
 def jpma_index(P: torch.Tensor, x2d: torch.Tensor, camera: torch.Tensor, root: torch.Tensor | None = None,
-               linear: bool = False) -> torch.Tensor:
+               linear: bool = False, image_size: tuple[int, int] | None = None) -> torch.Tensor:
     """JPMA (J-Agg) selection, SPEC §5.2-5.3: per (b, k, f, j) the hypothesis whose reprojection
     Π(P + root) is closest to x2d (first index on ties). Returns index (B, K, T, J).
 
@@ -222,6 +218,10 @@ def jpma_index(P: torch.Tensor, x2d: torch.Tensor, camera: torch.Tensor, root: t
     uses `estimate_root` instead (hypothesis-mean pose, pinhole model even when the projection is
     distorted), the 2D-only mode for in-the-wild / honest numbers.
     linear=True projects with the undistorted pinhole model (project_to_2d_linear).
+    image_size=(width, height) compares in pixels instead of normalised coordinates, as D3DP's
+    MPI-INF-3DHP evaluation does (docs/method.md §7; its TS5-6 distortion is all zeros, so it goes with
+    linear=True). Normalisation is an isotropic scale plus shift, so pixels pick the same hypotheses up
+    to float rounding; they are kept to follow the official code literally.
     """
     B, K, H, T, J = check_hypotheses(P)
     _check_x2d(x2d, B, T, J)
@@ -230,10 +230,13 @@ def jpma_index(P: torch.Tensor, x2d: torch.Tensor, camera: torch.Tensor, root: t
         root = estimate_root(P, x2d, camera)
     project = project_to_2d_linear if linear else project_to_2d
     reproj = project(P + _root_view(root, B, K, T), camera)  # camera (B, 9) broadcasts from the left
-    return torch.linalg.vector_norm(reproj - x2d[:, None, None], dim=-1).argmin(dim=2)
+    target = x2d
+    if image_size is not None:
+        reproj, target = image_coordinates(reproj, *image_size), image_coordinates(x2d, *image_size)
+    return torch.linalg.vector_norm(reproj - target[:, None, None], dim=-1).argmin(dim=2)
 
 
 def jpma(P: torch.Tensor, x2d: torch.Tensor, camera: torch.Tensor, root: torch.Tensor | None = None,
-         linear: bool = False) -> torch.Tensor:
+         linear: bool = False, image_size: tuple[int, int] | None = None) -> torch.Tensor:
     """J-Agg pose: gather P with `jpma_index` (same arguments). -> (B, K, T, J, 3)."""
-    return gather_hypotheses(P, jpma_index(P, x2d, camera, root=root, linear=linear))
+    return gather_hypotheses(P, jpma_index(P, x2d, camera, root=root, linear=linear, image_size=image_size))

@@ -12,9 +12,6 @@ allow-list of the NumPy globals a pickled RandomState needs; pickled code is nev
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -22,9 +19,10 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_dir, recover_dir, write_error
 from .diffusion import D3DP
 from .factory import build_from_config, model_sections
-from .official import load_official
+from .official import load_official, load_state_strict
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.yaml"
@@ -34,65 +32,20 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, config: dict | Non
                     meta: dict | None = None) -> Path:
     """Write ``model`` to the folder ``path`` atomically. ``config`` adds sections (data, train...)."""
     path = Path(path)
-    _recover(path)  # a previous save killed mid-swap: its old folder becomes the one this save replaces
     sections = {**(config or {}), **model_sections(model)}
     if meta:
         sections["meta"] = meta
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_NAME))
-        (tmp / CONFIG_NAME).write_text(yaml.safe_dump(sections, sort_keys=False))
-        if isinstance(model, D3DP):
-            model.scheduler.save_pretrained(tmp)
-        _fsync_dir(tmp)
-        _replace_dir(tmp, path)
+        # A previous save killed mid-swap is undone first: its old folder becomes the one this replaces.
+        with atomic_dir(path, marker=CONFIG_NAME) as tmp:
+            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS_NAME))
+            (tmp / CONFIG_NAME).write_text(yaml.safe_dump(sections, sort_keys=False))
+            if isinstance(model, D3DP):
+                model.scheduler.save_pretrained(tmp)
     except OSError as err:  # disk full, read-only folder...: say which checkpoint was not written
-        shutil.rmtree(tmp, ignore_errors=True)
         raise write_error(err, "checkpoint", path) from err
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
-
-
-def write_error(err: OSError, what: str, path: Path) -> OSError:
-    """``err`` re-worded to name ``path``; the errno is kept, so a PermissionError stays one."""
-    message = f"cannot write {what} {path}: {err.strerror or err}; the previous {what} is kept"
-    return OSError(err.errno, message) if err.errno is not None else OSError(message)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Flush every file, and give the folder the permissions a plain mkdir/open would have: mkdtemp
-    makes it private (0700), which would hide a shared checkpoint from other users."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-    for f in folder.iterdir():
-        os.chmod(f, 0o666 & ~umask)
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-
-
-def _recover(path: Path) -> None:
-    """Undo a save killed between the two renames of _replace_dir: the previous checkpoint sits in
-    ``.<name>.old`` and ``path`` is missing, so put it back."""
-    old = path.with_name(f".{path.name}.old")
-    if not path.exists() and (old / CONFIG_NAME).is_file():
-        os.replace(old, path)
-
-
-def _replace_dir(tmp: Path, path: Path) -> None:
-    """Swap ``tmp`` into ``path``; the old folder is kept aside until the new one is in place."""
-    old = None
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_config(path: str | Path) -> dict:
@@ -121,7 +74,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     if path.is_file() and path.suffix in (".bin", ".pt", ".pth"):
         model = load_official(path, **official_overrides)
         return model.eval() if eval_mode else model, model_sections(model)
-    _recover(path)
+    recover_dir(path, marker=CONFIG_NAME)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     sections = read_config(path)
@@ -136,18 +89,3 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     load_state_strict(model, state, str(path))
     model.to(map_location)
     return (model.eval() if eval_mode else model), sections
-
-
-def load_state_strict(model: torch.nn.Module, state: dict, source: str) -> None:
-    """load_state_dict that names every missing, unexpected or mis-shaped key."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        raise ValueError(f"weights in {source} do not fit the model: missing keys {missing[:10]}"
-                         f"{' ...' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}"
-                         f"{' ...' if len(unexpected) > 10 else ''}, shape mismatches {shapes[:5]}")
-    model.load_state_dict(state, strict=True)
-

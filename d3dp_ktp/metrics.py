@@ -1,4 +1,6 @@
-"""Pose metrics and the KTPFormer loss (SPEC §2.10, §5, §7.5), as pure functions.
+"""Pose metrics and the terms of the KTPFormer loss (SPEC §2.10, §5, §7.5), as pure functions.
+
+The loss itself, L_W + λ_T·L_TC + λ_M·L_V, is composed once, in ``D3DP._objective`` (diffusion.d3dp).
 
 Shape legend: "..." any leading axes (typically B windows and T frames), T frames (axis -3 where
 a time axis is needed), J joints. Multi-hypothesis tensors: P (B, K, H, T, J, 3), Y (B, T, J, 3).
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 
 from d3dp_ktp.aggregation import (P_BEST_MODES, check_frame_weights, check_hypotheses, gather_hypotheses,
-                                  hypothesis_errors, joint_min_index, pose_min_index)
+                                  hypothesis_errors, joint_min_index, pose_min_index, shape_of)
 
 # MixSTE per-joint weights used by KTPFormer's L_W and L_TC (SPEC §5.8); never renormalised.
 H36M_JOINT_WEIGHTS = (1.0, 1.0, 2.5, 2.5, 1.0, 2.5, 2.5, 1.0, 1.0, 1.0, 1.5, 1.5, 4.0, 4.0, 1.5, 4.0, 4.0)
@@ -28,17 +30,13 @@ MULTI_HYPOTHESIS_METRICS = ("J-Best", "P-Best", "P-Agg", "J-Agg")
 REDUCTIONS = ("mean", "window", "frame", "none")
 
 
-def _shape(x) -> object:
-    return tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
-
-
 def _check_pair(pred: torch.Tensor, target: torch.Tensor, min_dim: int = 2) -> None:
     for name, x in (("pred", pred), ("target", target)):
         if not isinstance(x, torch.Tensor) or x.dim() < min_dim or x.shape[-1] != 3:
             legend = "(..., T, J, 3)" if min_dim >= 3 else "(..., J, 3)"
-            raise ValueError(f"{name} must be a tensor of shape {legend}, got {_shape(x)}")
+            raise ValueError(f"{name} must be a tensor of shape {legend}, got {shape_of(x)}")
     if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got {_shape(pred)} and {_shape(target)}")
+        raise ValueError(f"pred and target must have the same shape, got {shape_of(pred)} and {shape_of(target)}")
 
 
 def _joint_weights(w, J: int, like: torch.Tensor) -> torch.Tensor:
@@ -89,18 +87,6 @@ def mpjve(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if pred.shape[-3] < 2:
         return (pred - target).sum() * 0
     return mpjpe(torch.diff(pred, dim=-3), torch.diff(target, dim=-3))
-
-
-def ktpformer_loss(pred: torch.Tensor, target: torch.Tensor, w, lambda_tc: float = 0.5,
-                   lambda_v: float = 2.0) -> torch.Tensor:
-    """Official KTPFormer loss (SPEC §2.10): L_W + λ_T·L_TC + λ_M·L_V with λ_T = 0.5, λ_M = 2.0.
-
-    pred, target (B, T, J, 3); target is root-relative (root zeroed by the caller), pred is not
-    zeroed. w (J,) joint weights (H36M_JOINT_WEIGHTS or HUMANEVA15_JOINT_WEIGHTS).
-    """
-    _check_pair(pred, target, min_dim=3)
-    return (weighted_mpjpe(pred, target, w) + lambda_tc * temporal_consistency(pred, w)
-            + lambda_v * mpjve(pred, target))
 
 
 def n_mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

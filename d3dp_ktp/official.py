@@ -12,7 +12,13 @@ import re
 from pathlib import Path
 
 import numpy as np
+import numpy.random._pickle as nprp
 import torch
+
+try:
+    from numpy._core import multiarray  # NumPy >= 2
+except ImportError:  # NumPy 1.x names the same module numpy.core
+    from numpy.core import multiarray
 
 from .diffusion import DiffusionConfig
 from .factory import build_diffusion
@@ -29,8 +35,6 @@ LAYOUT_BY_JOINTS = {17: "h36m", 15: "humaneva15"}
 
 def _numpy_safe_globals() -> list:
     """Exactly the NumPy globals needed to unpickle a RandomState (and its uint32 key array)."""
-    import numpy.random._pickle as nprp
-    from numpy._core import multiarray
     return [nprp.__randomstate_ctor, nprp.__bit_generator_ctor, np.random.mtrand.RandomState,
             np.random.MT19937, multiarray._reconstruct, (multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
             np.ndarray, np.dtype, np.dtypes.UInt32DType, np.dtypes.Float64DType, np.dtypes.Int64DType]
@@ -110,7 +114,6 @@ def load_official(path: str | Path, diffusion: DiffusionConfig | None = None, **
 
     ``model_overrides`` sets what shapes cannot tell (``num_heads``, ``layout``, ``graph_prior``).
     """
-    from .checkpoints import load_state_strict
     source = str(path)
     state = official_state_dict(torch_load_untrusted(path), source)
     kind, arch = detect_official(state, source)
@@ -125,3 +128,18 @@ def load_official(path: str | Path, diffusion: DiffusionConfig | None = None, **
     model = build_diffusion(cfg, diffusion or DiffusionConfig()) if kind == "d3dp" else build_model(cfg)
     load_state_strict(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, source)
     return model.eval()
+
+
+def load_state_strict(model: torch.nn.Module, state: dict, source: str) -> None:
+    """load_state_dict that names every missing, unexpected or mis-shaped key."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        raise ValueError(f"weights in {source} do not fit the model: missing keys {missing[:10]}"
+                         f"{' ...' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}"
+                         f"{' ...' if len(unexpected) > 10 else ''}, shape mismatches {shapes[:5]}")
+    model.load_state_dict(state, strict=True)
+

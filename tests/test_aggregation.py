@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from d3dp_ktp.aggregation import (check_frame_weights, estimate_root, gather_hypotheses, hypothesis_errors, j_best,
-                                  jpma, jpma_index, p_agg, p_best, pose_min_index)
+from d3dp_ktp.aggregation import (check_frame_weights, estimate_root, gather_hypotheses, hypothesis_errors, jpma,
+                                  jpma_index, joint_min_index, p_agg, p_best, pose_min_index)
 from d3dp_ktp.camera import normalized_intrinsics, project_to_2d, project_to_2d_linear
 from d3dp_ktp.metrics import multi_hypothesis_errors
 
@@ -29,6 +29,11 @@ def test_p_agg_is_hypothesis_mean():
     out = p_agg(P)
     assert out.shape == (2, 3, 5, 17, 3)
     torch.testing.assert_close(out, P.sum(dim=2) / 4)
+
+
+def j_best(P: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """J-Best oracle pose: the J-Best rule's per-joint index, gathered from P."""
+    return gather_hypotheses(P, joint_min_index(hypothesis_errors(P, Y)))
 
 
 def test_j_best_picks_the_closest_hypothesis_per_joint():

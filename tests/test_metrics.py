@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from d3dp_ktp.diffusion import D3DP, DiffusionConfig
 from d3dp_ktp.metrics import (H36M_JOINT_WEIGHTS, HUMANEVA15_JOINT_WEIGHTS, MPI_INF_3DHP_PCK_GROUPS, joint_errors,
-                              ktpformer_loss, mpjpe, mpjve, multi_hypothesis_errors, n_mpjpe, p_mpjpe, pck_auc,
-                              procrustes_align, temporal_consistency, weighted_mpjpe)
+                              mpjpe, mpjve, multi_hypothesis_errors, n_mpjpe, p_mpjpe, pck_auc, procrustes_align,
+                              temporal_consistency, weighted_mpjpe)
+from d3dp_ktp.skeleton import get_skeleton
 
 
 def random_rotation(generator: torch.Generator) -> torch.Tensor:
@@ -90,6 +92,28 @@ def test_mpjve_matches_velocity_difference():
     assert mpjve(pred, y).item() == pytest.approx(2 * 2 * 0.5 / (2 * 4 * 17))
 
 
+class FixedPrediction(torch.nn.Module):
+    """A 'denoiser' that always returns ``pred``, so D3DP.loss measures its objective on it."""
+
+    def __init__(self, pred: torch.Tensor):
+        super().__init__()
+        self.pred = pred
+
+    def forward(self, x2d, x_t, t):
+        return self.pred
+
+
+def d3dp_objective(pred: torch.Tensor, y: torch.Tensor, **diffusion) -> torch.Tensor:
+    """The training objective D3DP composes from these metrics, with its gradient (root of y zeroed)."""
+    cfg = DiffusionConfig(loss_scaled_gradient=False, **diffusion)  # L itself, not L·sg(L)
+    model = D3DP(FixedPrediction(pred), cfg, get_skeleton("h36m"))
+    x2d = torch.zeros(*y.shape[:-1], 2)
+    return model.loss(x2d, y, generator=torch.Generator().manual_seed(0)).loss
+
+
+KTPFORMER_LOSS = dict(weighted_mpjpe=True, lambda_tc=0.5, lambda_vel=2.0)  # SPEC §2.10: λ_T = 0.5, λ_M = 2.0
+
+
 def test_ktpformer_loss_composition_and_lambdas():
     torch.manual_seed(5)
     y = torch.randn(2, 7, 17, 3)
@@ -97,16 +121,19 @@ def test_ktpformer_loss_composition_and_lambdas():
     pred = y + 0.05 * torch.randn_like(y)
     w = H36M_JOINT_WEIGHTS
     l_w, l_tc, l_v = weighted_mpjpe(pred, y, w), temporal_consistency(pred, w), mpjve(pred, y)
-    assert ktpformer_loss(pred, y, w).item() == pytest.approx((l_w + 0.5 * l_tc + 2.0 * l_v).item(), rel=1e-6)
-    custom = ktpformer_loss(pred, y, w, lambda_tc=1.0, lambda_v=0.0)
+    assert d3dp_objective(pred, y, **KTPFORMER_LOSS).item() == pytest.approx((l_w + 0.5 * l_tc + 2.0 * l_v).item(),
+                                                                             rel=1e-6)
+    custom = d3dp_objective(pred, y, weighted_mpjpe=True, lambda_tc=1.0, lambda_vel=0.0)
     assert custom.item() == pytest.approx((l_w + l_tc).item(), rel=1e-6)
+    assert d3dp_objective(pred, y).item() == pytest.approx(mpjpe(pred, y).item(), rel=1e-6)  # D3DP: plain MPJPE
 
 
 def test_ktpformer_loss_single_frame_is_weighted_mpjpe_and_differentiable():
     torch.manual_seed(6)
     y = torch.randn(3, 1, 17, 3)
+    y[:, :, 0] = 0
     pred = (y + 0.1 * torch.randn_like(y)).requires_grad_()
-    loss = ktpformer_loss(pred, y, H36M_JOINT_WEIGHTS)
+    loss = d3dp_objective(pred, y, **KTPFORMER_LOSS)
     assert torch.isfinite(loss)
     assert loss.item() == pytest.approx(weighted_mpjpe(pred, y, H36M_JOINT_WEIGHTS).item())
     loss.backward()

@@ -10,11 +10,12 @@ from __future__ import annotations
 import pickle
 import struct
 import zipfile
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from d3dp_ktp.atomic import atomic_file
 
 # (module, name) pairs a pickled ndarray / dtype / NumPy scalar refers to, for NumPy 1.x and 2.x.
 _NUMPY_MODULES = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray",
@@ -87,12 +88,6 @@ def save_npz(path: str | Path, **members: Any) -> Path:
             holder = np.empty((), dtype=object)
             holder[()] = value
             packed[key] = holder
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fp:
-            np.savez_compressed(fp, **packed)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, open(tmp, "wb") as fp:
+        np.savez_compressed(fp, **packed)
     return path

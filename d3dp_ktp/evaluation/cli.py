@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from ..checkpoints import WEIGHTS_NAME, load_checkpoint
 from ..data.dataset import PoseDataset
+from ..official import load_official
 from .config import MODES, EvalConfig
 from .report import write_report
 from .runner import EvalResult, evaluate, window_length
@@ -92,8 +93,7 @@ def checkpoint_sha256(path: Path) -> str:
 
 def load_model(path: Path, spec: DatasetCLI):
     if path.is_file() and spec.load_official_kwargs:
-        from ..official import load_official  # official .bin files do not say which 17-joint layout they use
-        model = load_official(path, **spec.load_official_kwargs)
+        model = load_official(path, **spec.load_official_kwargs)  # a .bin does not say its 17-joint layout
     else:
         model, _ = load_checkpoint(path)
     if not hasattr(model, "sample"):

@@ -9,34 +9,16 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from ..atomic import write_bytes
 from .runner import H36M_ACTION_GROUPS, METRIC_NAMES, P2_PREFIX, EvalResult
 
 # The paper's column labels for the 15 Human3.6M action groups.
 SHORT_NAMES = dict(zip(H36M_ACTION_GROUPS, ("Dir.", "Disc.", "Eat", "Greet", "Phone", "Photo", "Pose", "Purch.",
                                             "Sit", "SitD.", "Smoke", "Wait", "WalkD.", "Walk", "WalkT.")))
 PROTOCOLS = ((1, "", "Protocol #1: MPJPE (mm)"), (2, P2_PREFIX, "Protocol #2: P-MPJPE (mm)"))
-
-
-def atomic_write(path: str | Path, data: str | bytes) -> Path:
-    """Write to a temporary file in the same folder, then os.replace: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _fmt(x: float) -> str:
@@ -151,7 +133,9 @@ def _png(fig) -> bytes:
 
 
 def _figure(width: float = 6.4, height: float = 4.0):
-    from matplotlib.figure import Figure  # no pyplot: no global backend state, safe in threads
+    # matplotlib is heavy and only the plots need it, so it loads on first use; Figure, not pyplot:
+    # no global backend state, safe in threads.
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(width, height))
     return fig, fig.add_subplot()
 
@@ -207,12 +191,12 @@ def plot_sweep(results: Sequence[EvalResult]) -> bytes:
 def write_report(result: EvalResult, out_dir: str | Path, sweep: Sequence[EvalResult] = ()) -> list[Path]:
     """Write <dataset>_<mode>.{md,csv,json}, _steps.png, _actions.png (+ _pck.csv, _sweep_h.png)."""
     stem = Path(out_dir) / f"{result.settings['dataset']}_{result.mode}"
-    files = [atomic_write(f"{stem}.md", markdown(result)), atomic_write(f"{stem}.csv", csv_text(result)),
-             atomic_write(f"{stem}.json", json_text(result, sweep)),
-             atomic_write(f"{stem}_steps.png", plot_steps(result)),
-             atomic_write(f"{stem}_actions.png", plot_actions(result))]
+    files = [write_bytes(f"{stem}.md", markdown(result)), write_bytes(f"{stem}.csv", csv_text(result)),
+             write_bytes(f"{stem}.json", json_text(result, sweep)),
+             write_bytes(f"{stem}_steps.png", plot_steps(result)),
+             write_bytes(f"{stem}_actions.png", plot_actions(result))]
     if result.pck:
-        files.append(atomic_write(f"{stem}_pck.csv", pck_csv_text(result)))
+        files.append(write_bytes(f"{stem}_pck.csv", pck_csv_text(result)))
     if sweep:
-        files.append(atomic_write(f"{stem}_sweep_h.png", plot_sweep(sweep)))
+        files.append(write_bytes(f"{stem}_sweep_h.png", plot_sweep(sweep)))
     return files

@@ -28,10 +28,10 @@ from ..data.dataset import PoseDataset, Video
 from ..data.windows import eval_windows, num_windows, window_frame_indices, window_keep_mask
 from ..skeleton import MPI_INF_3DHP
 from .config import EvalConfig
+from .pck import PCKCollector
+from .protocol import MM, P2_PREFIX, EvalProtocol, get_protocol
 
-MM = 1000.0  # metres -> millimetres
 METRIC_NAMES = metrics.MULTI_HYPOTHESIS_METRICS  # ('J-Best', 'P-Best', 'P-Agg', 'J-Agg')
-P2_PREFIX = "P2/"
 # Paper column order of the 15 Human3.6M action groups (SPEC §6.4).
 H36M_ACTION_GROUPS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
                       "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether")
@@ -54,23 +54,23 @@ class VideoWindows:
         return self.x2d.shape[0]
 
 
-def frame_weights(video: Video, window: int, mode: str) -> np.ndarray:
-    """(n, T) float weights of the window frames.
+def frame_weights(video: Video, window: int, protocol: EvalProtocol) -> np.ndarray:
+    """(n, T) float weights of the window frames, by ``protocol.frame_counting``.
 
-    official: every window frame counts, so the overlapping part of the last window and the
-    replicate padding are counted again (SPEC §5.4, §12 item 3). clean: each frame once (the frame
-    `stitch` keeps). Videos with a valid mask (MPI-INF-3DHP) are scored as the official MATLAB code
-    does, on the stitched sequence and on valid frames only (SPEC §7.5), in both modes.
+    'every_window_frame' (official): the overlapping part of the last window and the replicate
+    padding are counted again (SPEC §5.4, §12 item 3). 'each_frame_once' (clean): the frame `stitch`
+    keeps. Videos with a valid mask (MPI-INF-3DHP) are scored as the official MATLAB code does, on
+    the stitched sequence and on valid frames only (SPEC §7.5), under both protocols.
     """
     keep = window_keep_mask(video.num_frames, window)
     if video.valid is not None:
         return (keep & eval_windows(np.asarray(video.valid, dtype=bool), window)).astype(np.float64)
-    if mode == "official":
+    if protocol.counts_repeated_frames:
         return np.ones(keep.shape, dtype=np.float64)
     return keep.astype(np.float64)
 
 
-def video_windows(video: Video, window: int, root: int, mode: str) -> VideoWindows:
+def video_windows(video: Video, window: int, root: int, protocol: EvalProtocol) -> VideoWindows:
     if video.positions_3d is None:
         raise ValueError(f"video {video.key} has no 3D ground truth; evaluation needs subjects with 3D")
     y = torch.from_numpy(np.ascontiguousarray(eval_windows(video.positions_3d, window), dtype=np.float32))
@@ -78,7 +78,7 @@ def video_windows(video: Video, window: int, root: int, mode: str) -> VideoWindo
     y[:, :, root] = 0
     x2d = torch.from_numpy(np.ascontiguousarray(eval_windows(video.keypoints_2d, window), dtype=np.float32))
     camera = None if video.camera is None else torch.as_tensor(np.asarray(video.camera, dtype=np.float32))
-    return VideoWindows(video, x2d, y, r, torch.from_numpy(frame_weights(video, window, mode)),
+    return VideoWindows(video, x2d, y, r, torch.from_numpy(frame_weights(video, window, protocol)),
                         window_frame_indices(video.num_frames, window), camera)
 
 
@@ -151,28 +151,28 @@ class BatchErrors:
 
 def jpma_selection(P: torch.Tensor, x2d: torch.Tensor, camera: torch.Tensor, root: torch.Tensor | None,
                    video: Video, pixels: bool) -> torch.Tensor:
-    """JPMA hypothesis index (B, K, T, J). root = GT trajectory (official) or None (estimated from 2D)."""
+    """JPMA hypothesis index (B, K, T, J). root = GT trajectory (official) or None (estimated from 2D).
+    pixels: MPI-INF-3DHP's JPMA, linear projection compared in pixels (SPEC §7.4)."""
     if pixels:
-        from .pck import jpma_index_pixels
-        return jpma_index_pixels(P, x2d, camera, root, video.res_w, video.res_h)
+        return aggregation.jpma_index(P, x2d, camera, root=root, linear=True, image_size=(video.res_w, video.res_h))
     return aggregation.jpma_index(P, x2d, camera, root=root)
 
 
 def batch_errors(P: torch.Tensor, Y: torch.Tensor, jpma_index: torch.Tensor | None, cfg: EvalConfig,
                  weight: torch.Tensor) -> dict:
-    """SPEC §5.2 / §5.5 errors for every metric and protocol; values (B, K, T, J) metres.
+    """SPEC §5.2 / §5.5 errors for every metric and Protocol #1/#2; values (B, K, T, J) metres.
 
-    weight (B, T): how the batch's frames are scored (`frame_weights`). Official mode chooses
-    P-Best per batch from every frame, padding and 3DHP-invalid frames included (SPEC §5.2, §7.4,
-    §12 item 2); clean mode chooses it per window from exactly the frames it scores (SPEC §10).
+    weight (B, T): how the batch's frames are scored (`frame_weights`). P-Best follows
+    ``protocol.p_best`` of ``cfg.mode``: official chooses per batch from every frame, padding and
+    3DHP-invalid frames included (SPEC §5.2, §7.4, §12 item 2); clean chooses per window from exactly
+    the frames it scores (SPEC §10).
     """
-    official = cfg.mode == "official"
-    p_best, p_best_weights = ("batch", None) if official else ("window", weight)
+    protocol = get_protocol(cfg.mode)
     out = {}
-    for protocol in ((1, 2) if cfg.protocol2 else (1,)):
-        errors = metrics.multi_hypothesis_errors(P, Y, jpma_index, protocol=protocol, p_best=p_best, reduce="none",
-                                                 p_best_weights=p_best_weights)
-        prefix = "" if protocol == 1 else P2_PREFIX
+    for number in ((1, 2) if cfg.protocol2 else (1,)):
+        errors = metrics.multi_hypothesis_errors(P, Y, jpma_index, protocol=number, p_best=protocol.p_best,
+                                                 reduce="none", p_best_weights=protocol.p_best_weights(weight))
+        prefix = "" if number == 1 else P2_PREFIX
         out.update({prefix + name: errors[name] for name in METRIC_NAMES if name in errors})
     return out
 
@@ -223,6 +223,7 @@ def iterate_batches(model, dataset: PoseDataset, cfg: EvalConfig, progress: bool
     windows that are not neighbours.
     """
     T, device, root = window_length(model), resolve_device(cfg.device), model.skeleton.root
+    protocol = get_protocol(cfg.mode)
     skip_jpma = jpma_status(model, dataset) is not None
     pixels = uses_pixel_jpma(dataset)
     if hasattr(model, "to"):
@@ -235,7 +236,7 @@ def iterate_batches(model, dataset: PoseDataset, cfg: EvalConfig, progress: bool
         for video, chosen in zip(dataset.videos, selection):
             if len(chosen) == 0:
                 continue
-            w = video_windows(video, T, dataset.skeleton.root, cfg.mode)
+            w = video_windows(video, T, dataset.skeleton.root, protocol)
             for start in range(0, len(chosen), batch_size):
                 idx = chosen[start:start + batch_size]
                 sel = torch.from_numpy(idx)
@@ -243,8 +244,8 @@ def iterate_batches(model, dataset: PoseDataset, cfg: EvalConfig, progress: bool
                 P = _sample(model, x2d, cfg, generator, root)
                 index = None
                 if not skip_jpma:
-                    gt_root = w.root[sel].to(device) if cfg.mode == "official" else None
-                    index = jpma_selection(P, x2d, w.camera.to(device), gt_root, video, pixels)
+                    root_given = protocol.jpma_gt_root(w.root[sel].to(device))
+                    index = jpma_selection(P, x2d, w.camera.to(device), root_given, video, pixels)
                 yield BatchErrors(video, batch_errors(P, Y, index, cfg, weight), weight, w.frame_index[idx])
                 bar.update(len(idx))
 
@@ -351,25 +352,18 @@ class EvalResult:
 
 
 def _settings(model, dataset: PoseDataset, cfg: EvalConfig, jpma_note: str | None) -> dict:
-    official, T = cfg.mode == "official", window_length(model)
+    T = window_length(model)
     total = sum(window_counts(dataset, T))
     has_valid = all(v.valid is not None for v in dataset.videos)
-    if has_valid:
-        counting = "valid frames of the stitched sequence, each once (MATLAB protocol, SPEC §7.5)"
-    else:
-        counting = ("every window frame, overlap and padding counted again (SPEC §5.4, §12.3)" if official
-                    else "each frame once (no overlap or padding double counting)")
+    described = get_protocol(cfg.mode).describe(cfg.batch_size, has_valid, jpma_skipped=jpma_note is not None)
     return {**to_dict(cfg), "dataset": dataset.name, "keypoints_layout": dataset.keypoints_layout,
             "layout": dataset.skeleton.name, "window": T, "total_windows": total,
             "window_selection": ("every window" if not 0 < cfg.max_windows < total else
                                  f"{cfg.max_windows} of {total} windows evenly spread over the test set in dataset "
                                  "order (eval.max_windows: indices round(linspace(0, N-1, max_windows)))"),
-            "p_best": (f"per batch of {cfg.batch_size} windows, chosen on every frame (SPEC §12.2)" if official
-                       else "per window, chosen on the counted frames only"),
-            "jpma_root": ("skipped" if jpma_note else "ground-truth root trajectory (SPEC §12.1)" if official
-                          else "estimated from 2D (aggregation.estimate_root)"),
+            "p_best": described["p_best"], "jpma_root": described["jpma_root"],
             "jpma_space": "pixels" if uses_pixel_jpma(dataset) else "normalised screen coordinates",
-            "frame_counting": counting}
+            "frame_counting": described["frame_counting"]}
 
 
 def evaluate(model, dataset: PoseDataset, cfg: EvalConfig, progress: bool = False) -> EvalResult:
@@ -384,17 +378,14 @@ def evaluate(model, dataset: PoseDataset, cfg: EvalConfig, progress: bool = Fals
     jpma_note = jpma_status(model, dataset)
     names = tuple(p + m for p in ("", P2_PREFIX)[:1 + cfg.protocol2] for m in METRIC_NAMES
                   if m != "J-Agg" or jpma_note is None)
-    collector = None
-    if uses_pixel_jpma(dataset):
-        from .pck import PCKCollector
-        collector = PCKCollector(cfg.num_steps)
+    collector = PCKCollector(cfg.num_steps) if uses_pixel_jpma(dataset) else None
     stats: dict[tuple[str, str], GroupStats] = {}
     windows = 0
     for batch in iterate_batches(model, dataset, cfg, progress):
         v = batch.video
         stats.setdefault((v.subject, v.action_group), GroupStats()).add(batch.errors, batch.weight)
         if collector is not None:
-            collector.add(batch)
+            collector.add(v, batch.errors, batch.weight, batch.frame_index)
         windows += batch.weight.shape[0]
     settings = {**_settings(model, dataset, cfg, jpma_note), "num_windows": windows,
                 "num_frames": sum(st.frames for st in stats.values())}

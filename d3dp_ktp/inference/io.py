@@ -56,19 +56,17 @@ A derived joint is missing when one of its sources is; its confidence is the sma
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
+from d3dp_ktp.atomic import atomic_file as atomic_path  # the package's one atomic write
 from d3dp_ktp.camera import normalize_screen_coordinates
 from d3dp_ktp.data.io import load_npz
 from d3dp_ktp.skeleton import get_skeleton
@@ -435,27 +433,6 @@ def _warn_if_normalised(xy: np.ndarray, width: float, path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- writing
-
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # reading the umask means setting it; restore it at once
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed,
-    so readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes the file private; give it the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
 
 def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
     """Atomic ``np.savez`` of plain arrays (strings as 0-d str arrays; nothing needs pickling)."""

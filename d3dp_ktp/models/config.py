@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..skeleton import get_skeleton
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -41,7 +43,6 @@ class ModelConfig:
                 raise ValueError(f"model.{name} must be >= 1, got {getattr(self, name)}")
         if self.channels % self.num_heads:
             raise ValueError(f"model.channels ({self.channels}) must be divisible by model.num_heads ({self.num_heads})")
-        from ..skeleton import get_skeleton
         get_skeleton(self.layout)
         if self.keypoint_layout:
             get_skeleton(self.keypoint_layout)

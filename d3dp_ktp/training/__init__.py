@@ -1,11 +1,9 @@
-"""Training: TrainConfig and the accelerate Trainer."""
+"""Training: the TrainConfig section (``training.config``) and the accelerate Trainer (``training.trainer``).
+
+Import the trainer from its module, ``from d3dp_ktp.training.trainer import Trainer``: the package only
+exports the config, because ``d3dp_ktp.experiment`` reads TrainConfig from here and the trainer itself
+builds on ExperimentConfig (re-exporting it here would make the two import each other).
+"""
 from .config import TrainConfig
 
-__all__ = ["TrainConfig", "Trainer", "TrainingDiverged"]
-
-
-def __getattr__(name):  # the trainer pulls in data/evaluation; import it only when asked for
-    if name in ("Trainer", "TrainingDiverged", "TrainerState"):
-        from . import trainer
-        return getattr(trainer, name)
-    raise AttributeError(name)
+__all__ = ["TrainConfig"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,8 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..checkpoints import save_checkpoint, write_error
+from ..atomic import recover_dir, replace_dir, write_error
+from ..checkpoints import save_checkpoint
 from ..config import to_dict
 from ..data import ChunkBatchSampler, ChunkDataset, load_splits
 from ..evaluation import evaluate
@@ -267,7 +267,8 @@ class Trainer:
         """
         self._read_losses()
         acc = self.accelerator
-        tmp, final, old = self.out / ".state.tmp", self.out / STATE_DIR, self.out / ".state.old"
+        # One fixed temporary name (not atomic_dir's random one): every process writes its RNG file into it.
+        tmp, final = self.out / ".state.tmp", self.out / STATE_DIR
         try:
             if acc.is_main_process:
                 self.out.mkdir(parents=True, exist_ok=True)
@@ -278,11 +279,7 @@ class Trainer:
             acc.wait_for_everyone()
             if acc.is_main_process:
                 (tmp / TRAINER_STATE).write_text(json.dumps(dataclasses.asdict(self.state)))
-                shutil.rmtree(old, ignore_errors=True)
-                if final.exists():
-                    os.replace(final, old)
-                os.replace(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
+                replace_dir(tmp, final)
         except OSError as err:
             shutil.rmtree(tmp, ignore_errors=True)
             raise write_error(err, "training state", final) from err
@@ -294,9 +291,7 @@ class Trainer:
         """Undo what a kill inside _save_state can leave: ``state`` moved aside to ``.state.old`` but
         the new one not yet renamed in (put the old one back), and unfinished ``.state.*`` folders."""
         if self.accelerator.is_main_process and self.out.is_dir():
-            final, old = self.out / STATE_DIR, self.out / ".state.old"
-            if not final.exists() and (old / TRAINER_STATE).is_file():
-                os.replace(old, final)
+            recover_dir(self.out / STATE_DIR, marker=TRAINER_STATE)
             for tmp in self.out.glob(".state.*"):
                 shutil.rmtree(tmp, ignore_errors=True)
         self.accelerator.wait_for_everyone()

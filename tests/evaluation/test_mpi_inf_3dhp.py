@@ -5,7 +5,6 @@ import torch
 
 from d3dp_ktp.data.mpi_inf_3dhp import load_mpi_inf_3dhp
 from d3dp_ktp.evaluation import EvalConfig, evaluate
-from d3dp_ktp.evaluation.pck import jpma_index_pixels
 from d3dp_ktp import aggregation
 
 from .helpers import StubModel, mpi_sequence, write_mpi_inf_3dhp, x_offset
@@ -109,7 +108,7 @@ def test_pixel_jpma_matches_normalised_selection_and_picks_the_gt_hypothesis(dat
     P[..., ROOT, :] = 0
     x2d = torch.from_numpy(video.keypoints_2d[:4])[None]
     cam = torch.from_numpy(video.camera)
-    pix = jpma_index_pixels(P, x2d, cam, root, video.res_w, video.res_h)
+    pix = aggregation.jpma_index(P, x2d, cam, root=root, linear=True, image_size=(video.res_w, video.res_h))
     assert torch.equal(pix, aggregation.jpma_index(P, x2d, cam, root=root, linear=True))
     assert (pix[..., [j for j in range(17) if j != ROOT]] == 1).all()  # annot2 = projection of annot3
 
