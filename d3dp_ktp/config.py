@@ -24,10 +24,6 @@ C = TypeVar("C")
 _YAML11_MISSED_FLOAT = re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$")
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``; convert lists to tuples, ints to floats."""
     origin = typing.get_origin(tp)

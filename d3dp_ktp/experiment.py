@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import deep_merge, from_dict, load_yaml, parse_overrides, to_dict
+from .config import deep_merge, from_dict, load_yaml, parse_overrides
 from .data.config import DataConfig
 from .diffusion import DiffusionConfig
 from .evaluation.config import EvalConfig
@@ -43,7 +43,3 @@ def load_experiment(path: str | Path | None = None, overrides: list[str] | None 
     values = load_yaml(path) if path else {}
     values = deep_merge(values, parse_overrides(list(overrides or [])))
     return from_dict(ExperimentConfig, values).validate()
-
-
-def experiment_dict(cfg: ExperimentConfig) -> dict:
-    return to_dict(cfg)

@@ -26,6 +26,17 @@ def build_from_config(sections: dict) -> torch.nn.Module:
     return build_diffusion(model_cfg, from_dict(DiffusionConfig, sections.get("diffusion", {}), "diffusion."))
 
 
+def window_length(model) -> int:
+    """T, the frames per window the model is built for: the denoiser config's num_frames of a D3DP model,
+    the config's of a lifter, or ``model.num_frames`` (stand-ins such as test stubs)."""
+    cfg = getattr(getattr(model, "pose_estimator", model), "cfg", None)
+    T = getattr(cfg, "num_frames", None) or getattr(model, "num_frames", None)
+    if not isinstance(T, int) or T < 1:
+        raise ValueError("cannot tell the model's window length: expected model.pose_estimator.cfg.num_frames "
+                         "(a D3DP model), model.cfg.num_frames (a lifter) or model.num_frames")
+    return T
+
+
 def model_sections(model: torch.nn.Module) -> dict:
     """The config sections that rebuild ``model``."""
     if isinstance(model, D3DP):

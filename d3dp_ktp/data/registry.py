@@ -1,15 +1,12 @@
-"""One entry point from a DataConfig to datasets and the training DataLoader."""
+"""One entry point from a DataConfig to datasets (the trainer cuts them into chunks, data.windows)."""
 from __future__ import annotations
 
 from typing import Sequence
-
-from torch.utils.data import DataLoader
 
 from d3dp_ktp.data import h36m, humaneva, mpi_inf_3dhp
 from d3dp_ktp.data.config import DataConfig
 from d3dp_ktp.data.custom import load_custom
 from d3dp_ktp.data.dataset import PoseDataset
-from d3dp_ktp.data.windows import ChunkBatchSampler, ChunkDataset
 
 # The standard (train, test) subjects of each dataset, for error messages and configs.
 STANDARD_SPLITS = {
@@ -59,12 +56,3 @@ def load_splits(cfg: DataConfig) -> tuple[PoseDataset, PoseDataset]:
     train, test = split_subjects(cfg, "train"), split_subjects(cfg, "test")
     both = _load(cfg, tuple(dict.fromkeys(train + test)))
     return both.select(train), both.select(test)
-
-
-def build_train_loader(cfg: DataConfig, dataset: PoseDataset) -> tuple[DataLoader, ChunkBatchSampler]:
-    """DataLoader over T-frame chunks; keep the sampler to save/restore its RandomState."""
-    chunks = ChunkDataset.from_dataset(dataset, cfg.num_frames, cfg.flip_mode)
-    sampler = ChunkBatchSampler(chunks, cfg.batch_size, seed=cfg.seed)
-    loader = DataLoader(chunks, batch_sampler=sampler, num_workers=cfg.num_workers,
-                        persistent_workers=cfg.num_workers > 0)
-    return loader, sampler

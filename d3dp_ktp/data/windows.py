@@ -177,16 +177,27 @@ def num_windows(num_frames: int, window: int) -> int:
     return math.ceil(num_frames / window)
 
 
-def window_frame_indices(num_frames: int, window: int) -> np.ndarray:
-    """Source frame of every window position; (n, T) int64.
+def window_starts(num_frames: int, window: int, stride: int) -> np.ndarray:
+    """First frame of every window: 0, stride, 2*stride, ... < F-T, then F-T (F <= T: just 0); (n,) int64."""
+    if num_frames < 1 or window < 1 or stride < 1:
+        raise ValueError(f"need F >= 1, T >= 1 and stride >= 1, got F={num_frames}, T={window}, stride={stride}")
+    if num_frames <= window:
+        return np.zeros(1, dtype=np.int64)
+    return np.append(np.arange(0, num_frames - window, stride), num_frames - window).astype(np.int64)
 
-    Windows 0..n-2 are [iT, (i+1)T); the last is the last T frames [F-T, F). With F < T there is
-    one window whose positions past F-1 replicate the last frame.
-    """
-    n = num_windows(num_frames, window)
-    starts = np.arange(n) * window
-    starts[-1] = max(num_frames - window, 0)
+
+def window_indices(starts: np.ndarray, window: int, num_frames: int) -> np.ndarray:
+    """Source frame of every window position, past-the-end positions repeat the last frame; (n, T)."""
     return np.minimum(starts[:, None] + np.arange(window), num_frames - 1)
+
+
+def window_frame_indices(num_frames: int, window: int) -> np.ndarray:
+    """Source frame of every evaluation window position; (n, T) int64.
+
+    Windows 0..n-2 are [iT, (i+1)T); the last is the last T frames [F-T, F) (stride T in
+    `window_starts`). With F < T there is one window whose positions past F-1 replicate the last frame.
+    """
+    return window_indices(window_starts(num_frames, window, window), window, num_frames)
 
 
 def window_keep_mask(num_frames: int, window: int) -> np.ndarray:

@@ -20,6 +20,8 @@ from .config import MODES, EvalConfig
 from .report import write_report
 from .runner import EvalResult, evaluate, window_length
 
+DEFAULT_OUT = "outputs/eval"  # where the eval/ scripts write md/csv/json/png
+
 
 @dataclass(frozen=True)
 class DatasetCLI:
@@ -67,7 +69,7 @@ def build_parser(spec: DatasetCLI) -> argparse.ArgumentParser:
     p.add_argument("--by-subject", action="store_true", default=spec.by_subject, help="also report per subject")
     p.add_argument("--subjects", default=",".join(spec.subjects), help="comma-separated test subjects")
     p.add_argument("--actions", default=spec.actions, help="action prefixes, comma-separated ('*' = all)")
-    p.add_argument("--out", default=defaults.output_dir, help=f"output folder (default {defaults.output_dir})")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--hypotheses-sweep", type=_int_list, default=None, metavar="H1,H2,...",
                    help="also evaluate these H values and plot error vs H, e.g. 1,5,20")
     p.add_argument("--max-windows", type=int, default=0,
@@ -106,8 +108,7 @@ def eval_configs(args: argparse.Namespace) -> list[EvalConfig]:
     modes = MODES if args.mode == "both" else (args.mode,)
     return [EvalConfig(num_hypotheses=args.hypotheses, num_steps=args.steps, eta=args.eta, flip=not args.no_flip,
                        mode=m, batch_size=args.batch_size, seed=args.seed, protocol2=not args.no_p2,
-                       by_subject=args.by_subject, max_windows=args.max_windows, device=args.device,
-                       output_dir=args.out) for m in modes]
+                       by_subject=args.by_subject, max_windows=args.max_windows, device=args.device) for m in modes]
 
 
 def check_data_dir(args: argparse.Namespace) -> Path:

@@ -34,7 +34,6 @@ class EvalConfig:
     max_windows: int = 0
     device: str = "auto"              # 'auto' = cuda when available, else cpu
     dtype: str = "fp32"               # 'bf16'/'fp16' run the denoiser under autocast (GPU fast path)
-    output_dir: str = "outputs/eval"  # where the eval/ scripts write md/csv/json/png
 
     def __post_init__(self):
         self.validate()

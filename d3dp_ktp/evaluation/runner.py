@@ -23,9 +23,11 @@ from tqdm.auto import tqdm
 
 from .. import aggregation, metrics
 from ..config import to_dict
-from ..perf import max_windows_for_budget
 from ..data.dataset import PoseDataset, Video
 from ..data.windows import eval_windows, num_windows, window_frame_indices, window_keep_mask
+from ..device import resolve_device
+from ..factory import window_length
+from ..perf import max_windows_for_budget
 from ..skeleton import MPI_INF_3DHP
 from .config import EvalConfig
 from .pck import PCKCollector
@@ -84,16 +86,6 @@ def video_windows(video: Video, window: int, root: int, protocol: EvalProtocol) 
 
 # --- model / dataset checks ----------------------------------------------------------------------
 
-def window_length(model) -> int:
-    """T, the receptive field: the denoiser config's num_frames (or ``model.num_frames`` for stubs)."""
-    cfg = getattr(getattr(model, "pose_estimator", None), "cfg", None)
-    T = getattr(cfg, "num_frames", None) or getattr(model, "num_frames", None)
-    if not isinstance(T, int) or T < 1:
-        raise ValueError("cannot tell the model's window length: expected model.pose_estimator.cfg.num_frames "
-                         "(a D3DP model) or model.num_frames")
-    return T
-
-
 def check_compatible(model, dataset: PoseDataset) -> list[str]:
     """ValueError when the checkpoint cannot evaluate this data; returns notes for lesser mismatches."""
     if not callable(getattr(model, "sample", None)) or not hasattr(model, "skeleton"):
@@ -113,14 +105,6 @@ def check_compatible(model, dataset: PoseDataset) -> list[str]:
     if (tuple(kp.joints_left), tuple(kp.joints_right)) != (tuple(dataset.kps_left), tuple(dataset.kps_right)):
         notes.append(f"the model flips 2D with its '{kp.name}' symmetry lists, which differ from the 2D file's")
     return notes
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"eval.device={name} but CUDA is not available; use 'auto' or 'cpu'")
-    return torch.device(name)
 
 
 def jpma_status(model, dataset: PoseDataset) -> str | None:
@@ -222,7 +206,7 @@ def iterate_batches(model, dataset: PoseDataset, cfg: EvalConfig, progress: bool
     windows are cut into batches in order (never across videos), so official P-Best is then shared by
     windows that are not neighbours.
     """
-    T, device, root = window_length(model), resolve_device(cfg.device), model.skeleton.root
+    T, device, root = window_length(model), resolve_device(cfg.device, "eval.device"), model.skeleton.root
     protocol = get_protocol(cfg.mode)
     skip_jpma = jpma_status(model, dataset) is not None
     pixels = uses_pixel_jpma(dataset)

@@ -36,7 +36,9 @@ import torch
 from d3dp_ktp import metrics
 from d3dp_ktp.aggregation import estimate_root, gather_hypotheses, jpma_index, p_agg
 from d3dp_ktp.camera import normalized_intrinsics
+from d3dp_ktp.data.windows import window_indices, window_starts
 from d3dp_ktp.diffusion import check_sampling_args
+from d3dp_ktp.factory import window_length
 from d3dp_ktp.inference.io import KeypointFile, PreparedKeypoints, prepare_keypoints, write_json, write_npz
 
 AGGREGATIONS = ("jpma", "mean")
@@ -89,20 +91,6 @@ class LiftResult:
 
 # ----------------------------------------------------------------------------- windows
 
-def window_starts(num_frames: int, window: int, stride: int) -> np.ndarray:
-    """First frame of every window: 0, stride, 2*stride, ... < F-T, then F-T (F <= T: just 0); (n,)."""
-    if num_frames < 1 or window < 1 or stride < 1:
-        raise ValueError(f"need F >= 1, T >= 1 and stride >= 1, got F={num_frames}, T={window}, stride={stride}")
-    if num_frames <= window:
-        return np.zeros(1, dtype=np.int64)
-    return np.append(np.arange(0, num_frames - window, stride), num_frames - window).astype(np.int64)
-
-
-def window_indices(starts: np.ndarray, window: int, num_frames: int) -> np.ndarray:
-    """Source frame of every window position, past-the-end positions repeat the last frame; (n, T)."""
-    return np.minimum(starts[:, None] + np.arange(window), num_frames - 1)
-
-
 def window_weights(starts: np.ndarray, window: int, num_frames: int) -> np.ndarray:
     """Linear cross-fade weights (n, T): ramps over each overlap with the previous/next window, 0 on padding.
 
@@ -133,11 +121,6 @@ def blend_windows(values: np.ndarray, starts: np.ndarray, num_frames: int) -> np
 
 
 # ----------------------------------------------------------------------------- sampling
-
-def model_window(model) -> int:
-    """T, the number of frames the model's denoiser is built for."""
-    return int(model.pose_estimator.cfg.num_frames)
-
 
 def _noise(generator: torch.Generator, count: int, shape: tuple, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """x_T and the K-1 step noises for ``count`` windows, drawn window after window; shape = (H, T, J, 3)."""
@@ -205,7 +188,7 @@ def lift(model, x2d: np.ndarray, cfg: LiftConfig, ref2d: np.ndarray | None = Non
     ref2d (F, J, 2): the same 2D in the 3D skeleton's layout, for JPMA and the root (None: P-Agg only);
     weights (F, J): per-keypoint confidences for the root fit; camera (4,): see `default_camera`.
     """
-    T = model_window(model)
+    T = window_length(model)
     cfg.validate(T)
     F = len(x2d)
     if F < 1:
@@ -264,7 +247,7 @@ def lift_keypoints(model, kf: KeypointFile, cfg: LiftConfig = LiftConfig(), layo
                    device: torch.device | str = "cpu") -> tuple[LiftResult, PreparedKeypoints]:
     """Clean a keypoint file (`prepare_inputs`) and lift it; returns (result, model input)."""
     inp, ref = prepare_inputs(model, kf, layout, width, height, min_score)
-    cfg.validate(model_window(model))
+    cfg.validate(window_length(model))
     if ref is None and cfg.agg == "jpma":
         raise ValueError(f"JPMA compares reprojections with 2D keypoints in the '{model.skeleton.name}' layout, "
                          f"which '{layout or kf.layout}' keypoints cannot be converted to; use --agg mean")
@@ -272,17 +255,6 @@ def lift_keypoints(model, kf: KeypointFile, cfg: LiftConfig = LiftConfig(), layo
     weights = None if ref is None else np.maximum(ref.confidence, FILLED_ROOT_WEIGHT)
     result = lift(model, inp.normalized, cfg, None if ref is None else ref.normalized, weights, camera, device)
     return result, inp
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' (CUDA when available, else CPU), 'cpu' or 'cuda[:i]'."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("CUDA is not available on this machine; use --device cpu (or auto)")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ValueError(f"unknown device '{name}'; use auto, cpu or cuda")
-    return torch.device(name)
 
 
 def mpjpe_mm(poses_3d: np.ndarray, gt: np.ndarray, root: int = 0) -> float:

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from d3dp_ktp.config import override
-from d3dp_ktp.data import DataConfig, build_train_loader, load_dataset, load_splits
+from torch.utils.data import DataLoader
+
+from d3dp_ktp.data import ChunkBatchSampler, ChunkDataset, DataConfig, load_dataset, load_splits
 from d3dp_ktp.data.io import load_npz, save_npz
 from tests.data.fixtures import write_3dhp_npz, write_custom, write_h36m
 
@@ -35,7 +37,8 @@ def test_load_dataset_splits_and_train_loader(tmp_path):
     train, test = load_splits(cfg)
     assert train.subjects == ("S1",) and test.subjects == ("S9",)
     assert load_dataset(cfg, "test").actions() == test.actions()
-    loader, sampler = build_train_loader(cfg, train)
+    chunks = ChunkDataset.from_dataset(train, cfg.num_frames, cfg.flip_mode)  # what the trainer builds
+    loader = DataLoader(chunks, batch_sampler=ChunkBatchSampler(chunks, cfg.batch_size, seed=cfg.seed))
     x2d, y3d, cam = next(iter(loader))
     assert x2d.shape == (2, 5, 17, 2) and y3d.shape == (2, 5, 17, 3) and cam.shape == (2, 9)
     # S1: 12 frames -> 3 chunks, 7 frames -> 2 chunks; 4 cameras; paired flips.
