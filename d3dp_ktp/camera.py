@@ -1,7 +1,9 @@
 """Camera maths (SPEC §5.3, §6.2): pure functions on numpy arrays or torch tensors.
 
-Shape legend: N any leading axes, J joints. Quaternions are (w, x, y, z) camera->world.
-Intrinsic 9-vectors are [f_x, f_y, c_x, c_y, k1, k2, k3, p1, p2] in normalised units.
+Shape legend: N any leading axes, F frames, J joints. Quaternions are (w, x, y, z) camera->world.
+Intrinsic 9-vectors are [f_x, f_y, c_x, c_y, k1, k2, k3, p1, p2] in normalised units. Camera axes
+follow VideoPose3D: x right, y down, z forward. A camera dict is Human3.6M's metadata layout (pixels,
+orientation quaternion, translation in mm), as the custom datasets store it (data/custom.py).
 """
 from __future__ import annotations
 
@@ -109,3 +111,60 @@ def project_to_2d_linear(x: torch.Tensor, camera_params: torch.Tensor) -> torch.
         cam = cam.unsqueeze(-2)
     xx = torch.clamp(x[..., :2] / x[..., 2:], min=-1, max=1)
     return cam[..., :2] * xx + cam[..., 2:4]
+
+
+# --- placing and projecting a camera given as Human3.6M-style metadata ---------------------------
+
+def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """Rotation matrix (3, 3) -> unit quaternion (4,) (w, x, y, z) with w >= 0 (Shepperd's method)."""
+    m = np.asarray(R, np.float64)
+    if m.shape != (3, 3):
+        raise ValueError(f"R must be a (3, 3) rotation matrix, got shape {m.shape}")
+    trace = np.trace(m)
+    k = int(np.argmax([trace, m[0, 0], m[1, 1], m[2, 2]]))
+    if k == 0:
+        s = 2 * np.sqrt(1 + trace)
+        q = [s / 4, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
+    else:
+        i, j, h = k - 1, k % 3, (k + 1) % 3  # i: axis with the largest diagonal entry
+        s = 2 * np.sqrt(1 + m[i, i] - m[j, j] - m[h, h])
+        q = [0.0] * 4
+        q[0] = (m[h, j] - m[j, h]) / s
+        q[1 + i], q[1 + j], q[1 + h] = s / 4, (m[j, i] + m[i, j]) / s, (m[h, i] + m[i, h]) / s
+    q = np.array(q)
+    return q * np.sign(q[0]) if q[0] != 0 else q
+
+
+def look_at_quaternion(centre: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Camera->world quaternion (4,) (w, x, y, z) of a camera at ``centre`` (3,) looking at ``target`` (3,).
+
+    World Z is up, so the horizon is level: camera x (right) is horizontal, y points down."""
+    centre, target = np.asarray(centre, np.float64), np.asarray(target, np.float64)
+    if centre.shape != (3,) or target.shape != (3,):
+        raise ValueError(f"centre and target must be 3D points of shape (3,), got {centre.shape} and {target.shape}")
+    forward = target - centre
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    if np.linalg.norm(right) < 1e-6:
+        raise ValueError("camera looks straight up or down; the horizon is undefined")
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    return matrix_to_quaternion(np.stack([right, down, forward], axis=1))  # columns = camera axes
+
+
+def project_camera(positions: np.ndarray, camera: dict) -> np.ndarray:
+    """World metres (F, J, 3) -> pixels (F, J, 2) float32 with the SPEC §5.3 distortion model.
+
+    camera: res_w, res_h, focal_length, center (pixels), radial_distortion (3), tangential_distortion (2),
+    orientation (camera->world quaternion), translation (camera centre, world mm) and id (for errors).
+    """
+    _check_last(positions, 3, "positions")
+    w, h = camera["res_w"], camera["res_h"]
+    intrinsics = normalized_intrinsics(*camera["focal_length"], *camera["center"],
+                                       camera["radial_distortion"], camera["tangential_distortion"], w, h)
+    xyz = world_to_camera(positions.astype(np.float64), np.array(camera["orientation"]),
+                          np.array(camera["translation"]) / 1000.0)
+    if np.any(xyz[..., 2] <= 0):
+        raise ValueError(f"camera {camera['id']}: some joints are behind the camera; increase margin_m")
+    uv = project_to_2d(torch.from_numpy(xyz), torch.from_numpy(intrinsics).double()).numpy()
+    return image_coordinates(uv, w, h).astype(np.float32)

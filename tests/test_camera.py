@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from d3dp_ktp.camera import (camera_to_world, image_coordinates, normalize_screen_coordinates, normalized_intrinsics,
-                             project_to_2d, project_to_2d_linear, qinverse, qrot, world_to_camera)
+from d3dp_ktp.camera import (camera_to_world, image_coordinates, look_at_quaternion, matrix_to_quaternion,
+                             normalize_screen_coordinates, normalized_intrinsics, project_camera, project_to_2d,
+                             project_to_2d_linear, qinverse, qrot, world_to_camera)
 
 # SPEC §6.2: (res w, res h, fx, fy, cx, cy, k, p) per camera index.
 CAMERAS = [
@@ -139,3 +140,42 @@ def test_project_to_2d_batches_cameras_and_checks_shapes():
     with pytest.raises(ValueError):
         project_to_2d(pts, cams[:, :8])
     assert math.isfinite(out.sum().item())
+
+
+def test_matrix_to_quaternion_matches_qrot():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=3)
+    for _ in range(20):
+        R, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        R *= np.sign(np.linalg.det(R))
+        q = matrix_to_quaternion(R)
+        assert np.linalg.norm(q) == pytest.approx(1.0)
+        np.testing.assert_allclose(qrot(q, v), R @ v, atol=1e-10)
+
+
+def test_look_at_camera_axes():
+    centre, target = np.array([4.0, -3.0, 1.5]), np.array([0.0, 0.0, 1.0])
+    q = look_at_quaternion(centre, target)
+    cam_target = world_to_camera(target, q, centre)
+    np.testing.assert_allclose(cam_target, [0, 0, np.linalg.norm(target - centre)], atol=1e-10)
+    np.testing.assert_allclose(world_to_camera(centre, q, centre), 0, atol=1e-12)
+    above = world_to_camera(target + [0, 0, 1], q, centre)
+    assert above[1] < 0  # world up is image up (camera y points down)
+
+
+def test_camera_placement_checks_its_shapes():
+    with pytest.raises(ValueError, match=r"R must be a \(3, 3\) rotation matrix"):
+        matrix_to_quaternion(np.eye(4))
+    with pytest.raises(ValueError, match=r"centre and target must be 3D points"):
+        look_at_quaternion(np.zeros(2), np.ones(3))
+    with pytest.raises(ValueError, match="straight up or down"):
+        look_at_quaternion(np.zeros(3), np.array([0.0, 0.0, 2.0]))
+    cam = {"id": "c", "res_w": 1000, "res_h": 1000, "focal_length": [1000.0, 1000.0], "center": [500.0, 500.0],
+           "radial_distortion": [0.0, 0.0, 0.0], "tangential_distortion": [0.0, 0.0],
+           "orientation": look_at_quaternion(np.array([0.0, -5.0, 1.0]), np.array([0.0, 0.0, 1.0])).tolist(),
+           "translation": [0.0, -5000.0, 1000.0]}
+    with pytest.raises(ValueError, match="positions must have last dimension 3"):
+        project_camera(np.zeros((2, 17, 2)), cam)
+    with pytest.raises(ValueError, match="behind the camera"):
+        project_camera(np.array([[[0.0, -6.0, 1.0]]]), cam)
+    np.testing.assert_allclose(project_camera(np.array([[[0.0, 0.0, 1.0]]]), cam)[0, 0], [500.0, 500.0], atol=1e-3)

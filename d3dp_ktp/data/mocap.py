@@ -54,10 +54,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from d3dp_ktp.data.custom import write_custom_2d, write_custom_3d
-from d3dp_ktp.camera import image_coordinates, normalized_intrinsics, project_to_2d, world_to_camera
+from d3dp_ktp.camera import look_at_quaternion, project_camera
 from d3dp_ktp.data.bvh import add_sites, forward_kinematics, load_bvh
 from d3dp_ktp.skeleton import H36M
 
@@ -280,38 +279,6 @@ def load_trial(path, cfg: MocapConfig = MocapConfig()) -> Trial:
 
 # --- virtual cameras -------------------------------------------------------------------------
 
-def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """Rotation matrix (3, 3) -> unit quaternion (w, x, y, z) with w >= 0 (Shepperd's method)."""
-    m = np.asarray(R, np.float64)
-    trace = np.trace(m)
-    k = int(np.argmax([trace, m[0, 0], m[1, 1], m[2, 2]]))
-    if k == 0:
-        s = 2 * np.sqrt(1 + trace)
-        q = [s / 4, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
-    else:
-        i, j, h = k - 1, k % 3, (k + 1) % 3  # i: axis with the largest diagonal entry
-        s = 2 * np.sqrt(1 + m[i, i] - m[j, j] - m[h, h])
-        q = [0.0] * 4
-        q[0] = (m[h, j] - m[j, h]) / s
-        q[1 + i], q[1 + j], q[1 + h] = s / 4, (m[j, i] + m[i, j]) / s, (m[h, i] + m[i, h]) / s
-    q = np.array(q)
-    return q * np.sign(q[0]) if q[0] != 0 else q
-
-
-def look_at_quaternion(centre: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Camera->world quaternion (w, x, y, z) of a camera at ``centre`` looking at ``target``.
-
-    Camera axes: x right, y down, z forward (VideoPose3D); world Z is up, so the horizon is level."""
-    forward = np.asarray(target, np.float64) - np.asarray(centre, np.float64)
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    if np.linalg.norm(right) < 1e-6:
-        raise ValueError("camera looks straight up or down; the horizon is undefined")
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    return matrix_to_quaternion(np.stack([right, down, forward], axis=1))  # columns = camera axes
-
-
 def _rng(seed: int, *keys) -> np.random.Generator:
     """A generator that depends only on the seed and the keys (not on which other files are processed)."""
     return np.random.default_rng([seed] + [zlib.crc32(str(k).encode()) for k in keys])
@@ -339,19 +306,6 @@ def make_cameras(subject: str, target: np.ndarray, reach_m: float, cfg: MocapCon
             "translation": (centre * 1000.0).tolist(),  # millimetres, as in Human3.6M
         })
     return cameras
-
-
-def project_camera(positions: np.ndarray, camera: dict) -> np.ndarray:
-    """World metres (F, J, 3) -> pixels (F, J, 2) with the SPEC §5.3 distortion model."""
-    w, h = camera["res_w"], camera["res_h"]
-    intrinsics = normalized_intrinsics(*camera["focal_length"], *camera["center"],
-                                       camera["radial_distortion"], camera["tangential_distortion"], w, h)
-    xyz = world_to_camera(positions.astype(np.float64), np.array(camera["orientation"]),
-                          np.array(camera["translation"]) / 1000.0)
-    if np.any(xyz[..., 2] <= 0):
-        raise ValueError(f"camera {camera['id']}: some joints are behind the camera; increase margin_m")
-    uv = project_to_2d(torch.from_numpy(xyz), torch.from_numpy(intrinsics).double()).numpy()
-    return image_coordinates(uv, w, h).astype(np.float32)
 
 
 def detector_noise(keypoints: np.ndarray, rng: np.random.Generator, cfg: MocapConfig) -> np.ndarray:

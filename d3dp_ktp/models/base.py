@@ -1,4 +1,4 @@
-"""What KTPFormer and MixSTE share: input checks, hypothesis folding, the S/T block stack, the head."""
+"""What KTPFormer and MixSTE share: input checks, hypothesis folding, token regrouping, shared norms and head."""
 from __future__ import annotations
 
 import torch
@@ -21,7 +21,11 @@ def to_spatial(x: torch.Tensor, joints: int) -> torch.Tensor:
 
 
 class SpatioTemporalLifter(nn.Module):
-    """Base class. Subclasses implement ``embed(x, e_t, T)`` -> (B·T, J, C) after the first pair.
+    """What every lifter here shares; each subclass writes its whole ``forward`` (ktpformer.py, mixste.py).
+
+    Shared modules (built first, in this order, so seeded initialisation and state-dict keys stay as
+    the official code's): ``Spatial_norm`` and ``Temporal_norm`` (one LayerNorm each, shared by every
+    STE/TTE pair), the ``head`` LN + Linear(C, 3) and, for a denoiser, the ``time_mlp`` of D3DP.
 
     Public call: ``forward(x2d, x_t=None, t=None)``
       x2d: (B, T, J, 2) or (B, H, T, J, 2)   normalised 2D keypoints
@@ -41,6 +45,7 @@ class SpatioTemporalLifter(nn.Module):
             self.time_mlp = time_mlp(C)
 
     def _blocks(self, rates: list[float]) -> tuple[nn.ModuleList, nn.ModuleList]:
+        """One spatial (STE) and one temporal (TTE) transformer block per drop-path rate."""
         cfg = self.cfg
         make = lambda p: Block(cfg.channels, cfg.num_heads, cfg.mlp_ratio, p, cfg.attention)  # noqa: E731
         return nn.ModuleList(make(p) for p in rates), nn.ModuleList(make(p) for p in rates)
@@ -57,11 +62,15 @@ class SpatioTemporalLifter(nn.Module):
             raise ValueError(f"{name} has {x.shape[-3]} frames but the model was built for T={T} frames; "
                              "pad or cut the sequence into windows of T frames")
 
-    def _fold_inputs(self, x2d, x_t, t):
-        """Concatenate [2D, 3D] (2D first) and fold hypotheses into the batch: (B·H, T, J, c)."""
+    def fold_inputs(self, x2d: torch.Tensor, x_t: torch.Tensor | None, t: torch.Tensor | None):
+        """Check the inputs, concatenate [2D, 3D] (2D first) and fold hypotheses and frames into the batch.
+
+        Returns spatial tokens x (B·H·T, J, c_in), the time embedding e_t broadcast to the tokens
+        (B·H·T, 1, C) (0.0 for a lifter), and the leading axes (B,) or (B, H) of the output.
+        """
         self._check(x2d, 2, "x2d")
         if not self.cfg.diffusion:
-            return x2d.reshape(-1, *x2d.shape[-3:]), None, x2d.shape[:-3]
+            return x2d.reshape(-1, *x2d.shape[-2:]), 0.0, x2d.shape[:-3]
         if x_t is None or t is None:
             raise ValueError("a diffusion denoiser needs x_t (noisy 3D) and t (diffusion steps)")
         self._check(x_t, 3, "x_t")
@@ -73,31 +82,8 @@ class SpatioTemporalLifter(nn.Module):
         t = torch.as_tensor(t, device=x_t.device)
         if t.dim() != 1 or t.shape[0] != x_t.shape[0]:
             raise ValueError(f"t must have shape (B,) = ({x_t.shape[0]},), got {tuple(t.shape)}")
-        e_t = self.time_mlp(t)                                      # (B, C)
         hyps = x_t.shape[1] if x_t.dim() == 5 else 1
-        e_t = e_t.repeat_interleave(hyps, dim=0)                    # (B·H, C)
+        e_t = self.time_mlp(t).repeat_interleave(hyps, dim=0)                     # (B·H, C)
+        e_t = e_t.repeat_interleave(self.cfg.num_frames, dim=0).unsqueeze(1)      # (B·H·T, 1, C)
         x = torch.cat((x2d, x_t), dim=-1)
-        return x.reshape(-1, *x.shape[-3:]), e_t, lead
-
-    def forward(self, x2d: torch.Tensor, x_t: torch.Tensor | None = None,
-                t: torch.Tensor | None = None) -> torch.Tensor:
-        x, e_t, lead = self._fold_inputs(x2d, x_t, t)
-        b, f, n, c = x.shape
-        x = self.embed(x.reshape(b * f, n, c), e_t, f)              # (b·f, n, C) after the first pair
-        for ste, tte in zip(self.STEblocks[self._first_pair_in_stack:], self.TTEblocks[self._first_pair_in_stack:]):
-            x = to_temporal(self.Spatial_norm(ste(x)), f)
-            x = to_spatial(self.Temporal_norm(tte(x)), n)
-        return self.head(x).reshape(*lead, f, n, 3)
-
-    # Index of the first STE/TTE pair run by the shared loop (MixSTE runs pair 0 inside embed()).
-    _first_pair_in_stack = 0
-
-    def embed(self, x: torch.Tensor, e_t: torch.Tensor | None, frames: int) -> torch.Tensor:
-        raise NotImplementedError
-
-    @staticmethod
-    def _broadcast_time(e_t: torch.Tensor | None, frames: int) -> torch.Tensor | float:
-        """(B·H, C) -> (B·H·T, 1, C), the fold order of the spatial tokens."""
-        if e_t is None:
-            return 0.0
-        return e_t.repeat_interleave(frames, dim=0).unsqueeze(1)
+        return x.reshape(-1, *x.shape[-2:]), e_t, lead

@@ -77,7 +77,8 @@ class KTPFormer(SpatioTemporalLifter):
     """KPA pair, TPA pair, then ``depth`` STE/TTE pairs with shared norms and an LN+Linear head.
 
     All three modes have the same modules and state-dict keys; PMD's first TPA graph conv reads the
-    c_in input channels instead of C, so its W is (2, c_in, C).
+    c_in input channels instead of C, so its W is (2, c_in, C). ``Spatial_norm``, ``Temporal_norm``,
+    ``head`` and ``time_mlp`` come from the base class (base.py), built first.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -106,10 +107,17 @@ class KTPFormer(SpatioTemporalLifter):
             return InputTPA(c_in, cfg.channels, adj, cfg.tpa_layers, cfg.graph_prior, cfg.graph_global)
         return StackedTPA(cfg.channels, adj, cfg.tpa_layers, cfg.graph_prior, cfg.graph_global)
 
-    def embed(self, x: torch.Tensor, e_t, frames: int) -> torch.Tensor:
-        """(B·T, J, c_in) -> (B·T, J, C) after the first spatial and temporal pair, per ``cfg.mode``."""
-        mode_embed = {"smd": self._embed_smd, "umd": self._embed_umd, "pmd": self._embed_pmd}[self.cfg.mode]
-        return mode_embed(x, self._broadcast_time(e_t, frames), frames)
+    def forward(self, x2d: torch.Tensor, x_t: torch.Tensor | None = None,
+                t: torch.Tensor | None = None) -> torch.Tensor:
+        """x2d (B[, H], T, J, 2) [, x_t (B[, H], T, J, 3), t (B,)] -> (B[, H], T, J, 3) (see base.py)."""
+        T, J = self.cfg.num_frames, self.cfg.num_joints
+        x, e_t, lead = self.fold_inputs(x2d, x_t, t)     # (B·H·T, J, c_in) spatial tokens, (B·H·T, 1, C)
+        embed = {"smd": self._embed_smd, "umd": self._embed_umd, "pmd": self._embed_pmd}[self.cfg.mode]
+        x = embed(x, e_t, T)                             # KPA and TPA pairs -> (B·H·T, J, C)
+        for ste, tte in zip(self.STEblocks, self.TTEblocks):
+            x = to_temporal(self.Spatial_norm(ste(x)), T)  # spatial MHSA over joints, then
+            x = to_spatial(self.Temporal_norm(tte(x)), J)  # temporal MHSA over frames
+        return self.head(x).reshape(*lead, T, J, 3)
 
     def _embed_smd(self, x: torch.Tensor, e_t, frames: int) -> torch.Tensor:
         """SMD (official): [KPA + P_s + e_t -> MHSA+MLP] -> [StackedTPA + P_t -> MHSA+MLP]."""

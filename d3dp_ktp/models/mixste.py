@@ -10,9 +10,10 @@ from .layers import drop_path_rates
 
 
 class MixSTE(SpatioTemporalLifter):
-    """Linear patch embedding + P_s + e_t, then ``depth`` STE/TTE pairs (P_t added before TTE_0)."""
+    """Linear patch embedding + P_s + e_t, then ``depth`` STE/TTE pairs (P_t added before TTE_0).
 
-    _first_pair_in_stack = 1
+    ``Spatial_norm``, ``Temporal_norm``, ``head`` and ``time_mlp`` come from the base class (base.py).
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
@@ -22,10 +23,16 @@ class MixSTE(SpatioTemporalLifter):
         self.Temporal_pos_embed = nn.Parameter(torch.zeros(1, cfg.num_frames, C))
         self.STEblocks, self.TTEblocks = self._blocks(drop_path_rates(cfg.drop_path_rate, cfg.depth))
 
-    def embed(self, x: torch.Tensor, e_t, frames: int) -> torch.Tensor:
-        n = x.shape[1]
+    def forward(self, x2d: torch.Tensor, x_t: torch.Tensor | None = None,
+                t: torch.Tensor | None = None) -> torch.Tensor:
+        """x2d (B[, H], T, J, 2) [, x_t (B[, H], T, J, 3), t (B,)] -> (B[, H], T, J, 3) (see base.py)."""
+        T, J = self.cfg.num_frames, self.cfg.num_joints
+        x, e_t, lead = self.fold_inputs(x2d, x_t, t)     # (B·H·T, J, c_in) spatial tokens, (B·H·T, 1, C)
         x = self.Spatial_patch_to_embedding(x) + self.Spatial_pos_embed
-        x = x + self._broadcast_time(e_t, frames)
-        x = to_temporal(self.Spatial_norm(self.STEblocks[0](x)), frames)
-        x = self.Temporal_norm(self.TTEblocks[0](x + self.Temporal_pos_embed))
-        return to_spatial(x, n)
+        x = x + e_t                                      # D3DP time embedding, once, before STE_0
+        for i, (ste, tte) in enumerate(zip(self.STEblocks, self.TTEblocks)):
+            x = to_temporal(self.Spatial_norm(ste(x)), T)  # spatial MHSA over joints
+            if i == 0:
+                x = x + self.Temporal_pos_embed            # P_t, before the first temporal block only
+            x = to_spatial(self.Temporal_norm(tte(x)), J)  # temporal MHSA over frames
+        return self.head(x).reshape(*lead, T, J, 3)

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from d3dp_ktp.camera import qrot, world_to_camera
+from d3dp_ktp.camera import project_camera, world_to_camera
 from d3dp_ktp.data import mocap
 from d3dp_ktp.data.mocap import (CMU_SALSA, MocapConfig, build_dataset, detect_rig, find_bvh_files, load_trial,
-                                 look_at_quaternion, make_cameras, matrix_to_quaternion, parse_trial_name,
-                                 project_camera, resample_linear, sanity_stats, write_dataset, yup_to_zup)
+                                 make_cameras, parse_trial_name, resample_linear, sanity_stats, write_dataset,
+                                 yup_to_zup)
 from d3dp_ktp.data.prepare_mocap import main
 
 # A small DAZ-style (cmu_salsa) figure, metres, Y up, facing +Z, its left on +X:
@@ -114,27 +114,6 @@ def test_resample_60_to_50_on_linear_motion():
     assert y.shape == (51, 1, 2)
     np.testing.assert_allclose(y[:, 0, 0], 2 * t_out + 1, atol=1e-12)
     np.testing.assert_allclose(y[:, 0, 1], -t_out, atol=1e-12)
-
-
-def test_matrix_to_quaternion_matches_qrot():
-    rng = np.random.default_rng(0)
-    v = rng.normal(size=3)
-    for _ in range(20):
-        R, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-        R *= np.sign(np.linalg.det(R))
-        q = matrix_to_quaternion(R)
-        assert np.linalg.norm(q) == pytest.approx(1.0)
-        np.testing.assert_allclose(qrot(q, v), R @ v, atol=1e-10)
-
-
-def test_look_at_camera_axes():
-    centre, target = np.array([4.0, -3.0, 1.5]), np.array([0.0, 0.0, 1.0])
-    q = look_at_quaternion(centre, target)
-    cam_target = world_to_camera(target, q, centre)
-    np.testing.assert_allclose(cam_target, [0, 0, np.linalg.norm(target - centre)], atol=1e-10)
-    np.testing.assert_allclose(world_to_camera(centre, q, centre), 0, atol=1e-12)
-    above = world_to_camera(target + [0, 0, 1], q, centre)
-    assert above[1] < 0  # world up is image up (camera y points down)
 
 
 def test_cameras_see_the_subject():
