@@ -10,6 +10,9 @@ and the flip pass run in that call. The predicted root is zeroed and the four mu
 errors (J-Best, P-Best, P-Agg, J-Agg) are computed per step k for Protocol #1 and #2, accumulated
 frame-weighted per action group and averaged over groups (SPEC §5.4). ``cfg.max_windows`` keeps an
 evenly spread subset of the windows (`select_windows`), e.g. for a quick validation.
+
+How frames count, where P-Best chooses and which root JPMA reprojects with are the fields of the
+protocol ``cfg.mode`` names (`protocol.OFFICIAL` or `protocol.CLEAN`, side by side in protocol.py).
 """
 from __future__ import annotations
 
