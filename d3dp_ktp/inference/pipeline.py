@@ -38,6 +38,7 @@ from d3dp_ktp.aggregation import estimate_root, gather_hypotheses, jpma_index, p
 from d3dp_ktp.camera import normalized_intrinsics
 from d3dp_ktp.data.windows import window_indices, window_starts
 from d3dp_ktp.diffusion import check_sampling_args
+from d3dp_ktp.device import resolve_device  # noqa: F401  (sample.py reads --device through pipeline)
 from d3dp_ktp.factory import window_length
 from d3dp_ktp.inference.io import KeypointFile, PreparedKeypoints, prepare_keypoints, write_json, write_npz
 
