@@ -16,11 +16,15 @@ def _check_last(x, size: int, name: str) -> None:
         raise ValueError(f"{name} must have last dimension {size}, got shape {tuple(x.shape)}")
 
 
-def normalize_screen_coordinates(x, w: float, h: float):
-    """Pixels -> normalised coordinates: u/w*2-1, v/w*2-h/w (both axes divided by w). x: (..., 2)."""
+def _check_points_2d(x, w: float, h: float) -> None:
     _check_last(x, 2, "x")
     if w <= 0 or h <= 0:
         raise ValueError(f"image width and height must be positive, got w={w}, h={h}")
+
+
+def normalize_screen_coordinates(x, w: float, h: float):
+    """Pixels -> normalised coordinates: u/w*2-1, v/w*2-h/w (both axes divided by w). x: (..., 2)."""
+    _check_points_2d(x, w, h)
     # VideoPose3D subtracts a float64 offset and stores back into float32 arrays; we do the same.
     if isinstance(x, np.ndarray):
         return (x / w * 2 - np.array([1, h / w])).astype(x.dtype)
@@ -29,9 +33,7 @@ def normalize_screen_coordinates(x, w: float, h: float):
 
 def image_coordinates(x, w: float, h: float):
     """Inverse of normalize_screen_coordinates. x: (..., 2) -> pixels."""
-    _check_last(x, 2, "x")
-    if w <= 0 or h <= 0:
-        raise ValueError(f"image width and height must be positive, got w={w}, h={h}")
+    _check_points_2d(x, w, h)
     if isinstance(x, np.ndarray):
         return ((x + np.array([1, h / w])) * w / 2).astype(x.dtype)
     return ((x.double() + x.new_tensor([1, h / w], dtype=torch.float64)) * w / 2).to(x.dtype)
