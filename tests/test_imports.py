@@ -14,8 +14,9 @@ import pytest
 PACKAGE = "d3dp_ktp"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # Heavy or optional third-party packages a function may import on first use, so that importing the
-# package (and every CLI's --help) stays fast and works without them.
-DEFERRABLE = {"matplotlib", "mpl_toolkits", "onnx", "onnxruntime", "av", "h5py", "tensorboard"}
+# package (and every CLI's --help) stays fast and works without them. scipy is required, but
+# scipy.signal/optimize/spatial take seconds to import and only some code paths need them.
+DEFERRABLE = {"matplotlib", "mpl_toolkits", "onnx", "onnxruntime", "av", "h5py", "tensorboard", "scipy", "PIL"}
 
 
 def module_name(path: Path) -> str:
