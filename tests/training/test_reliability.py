@@ -394,13 +394,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch_two(data: Path, out: Path, epochs: int, resume: bool = False, env: dict | None = None,
-                **train) -> None:
+def _launch_two(data: Path, out: Path, resume: bool = False, env: dict | None = None, **train) -> None:
     launcher = ([shutil.which("accelerate")] if shutil.which("accelerate")
                 else [sys.executable, "-m", "accelerate.commands.launch"])
     cmd = launcher + ["launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                       "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-                      str(ROOT / "train.py"), *tiny_overrides(data, out, epochs=epochs, cpu="true", **train)]
+                      str(ROOT / "train.py"), *tiny_overrides(data, out, cpu="true", **train)]
     if resume:
         cmd.append("--resume")
     if launcher[0] == sys.executable:
@@ -425,38 +424,35 @@ if os.environ.get("RANK") == "1":
 """
 
 
-def test_two_processes_stop_on_a_wall_time_budget_after_the_same_step(tmp_path):
-    """train.max_minutes runs out in one process only: both must stop after the same step (decided
-    together at a log step), or DDP would wait forever for the process that stopped."""
+def test_two_processes_stop_together_on_a_wall_time_budget_and_resume_exactly(tmp_path):
+    """Two CPU processes through ``accelerate launch``. train.max_minutes runs out in one process only:
+    both must stop after the same step (decided together at a log step), or DDP would wait forever for
+    the process that stopped. Resumed from there (mid-epoch), the run ends with the weights of an
+    uninterrupted 2-process run.
+
+    ``--cpu`` with ``--num_processes 2`` makes accelerate (1.x) start ONE process unless mpirun is
+    configured; ``--multi_gpu`` goes through torchrun and, with train.cpu=true, gives 2 gloo processes."""
     data, hook = write_tiny_data(tmp_path / "data"), tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(_RANK1_CLOCK_AHEAD)
-    out = tmp_path / "run"
-    _launch_two(data, out, epochs=5, env={"PYTHONPATH": f"{hook}{os.pathsep}{ROOT}"}, max_minutes=30, log_every=3,
-                val_every=0)
-    state = json.loads((out / "state" / TRAINER_STATE).read_text())
-    # Rank 1 runs out after step 1; 2 steps per epoch; both stop together at the next log step, 3.
-    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 1, 3)
-    assert (out / "state" / "random_states_1.pkl").is_file()
-
-
-def test_two_cpu_processes_through_accelerate_launch(tmp_path):
-    """``--cpu`` with ``--num_processes 2`` makes accelerate (1.x) start ONE process unless mpirun is
-    configured; ``--multi_gpu`` goes through torchrun and, with train.cpu=true, gives 2 gloo processes.
-    A 2-process run resumed after its first epoch ends with the weights of an uninterrupted one."""
-    data = write_tiny_data(tmp_path / "data")
-    _launch_two(data, tmp_path / "a", epochs=2)
-    model, sections = load_checkpoint(tmp_path / "a" / "last")
+    settings = dict(epochs=2, max_minutes=30, log_every=3)
+    _launch_two(data, tmp_path / "whole", **settings)
+    model, sections = load_checkpoint(tmp_path / "whole" / "last")
     # 4 batches per epoch shared by 2 processes: 2 optimizer steps per epoch, not 4.
     assert sections["meta"]["global_step"] == 2 * (STEPS_PER_EPOCH // 2)
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    state = tmp_path / "a" / "state"
+    state = tmp_path / "whole" / "state"
     assert json.loads((state / TRAINER_STATE).read_text())["global_step"] == 2 * (STEPS_PER_EPOCH // 2)
     assert (state / "random_states_0.pkl").is_file() and (state / "random_states_1.pkl").is_file()
-    _launch_two(data, tmp_path / "b", epochs=1)
-    _launch_two(data, tmp_path / "b", epochs=2, resume=True)
-    a, b = checkpoint_weights(tmp_path / "a" / "last"), checkpoint_weights(tmp_path / "b" / "last")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    out = tmp_path / "stopped"
+    _launch_two(data, out, env={"PYTHONPATH": f"{hook}{os.pathsep}{ROOT}"}, **settings)
+    stopped = json.loads((out / "state" / TRAINER_STATE).read_text())
+    # Rank 1 runs out after step 1; 2 steps per epoch; both stop together at the next log step, 3.
+    assert (stopped["epoch"], stopped["step_in_epoch"], stopped["global_step"]) == (1, 1, 3)
+    assert (out / "state" / "random_states_1.pkl").is_file()
+    _launch_two(data, out, resume=True, **settings)
+    assert_same_weights(checkpoint_weights(tmp_path / "whole" / "last"), checkpoint_weights(out / "last"))
 
 
 # --------------------------------------------------------------------------------- determinism
