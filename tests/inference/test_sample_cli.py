@@ -1,11 +1,8 @@
-"""sample.py end to end: the no-argument demo (subprocess), options, and bad inputs (in process)."""
+"""sample.py in process: the no-argument demo path, options, and bad inputs."""
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,15 +28,16 @@ def sample(monkeypatch, demo_dir, tmp_path):
     return load_sample_module().main
 
 
-def test_no_argument_demo_run(demo_dir, tmp_path):
-    env = {**os.environ, "D3DP_KTP_DEMO_DIR": str(demo_dir), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(REPO / "sample.py")], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+def test_no_argument_demo_run(sample, tmp_path, capsys):
+    """The no-argument demo path on the tiny demo folder, in process: `python sample.py` itself runs as a
+    script once, on the bundled demo (tests/inference/test_bundled_demo.py)."""
+    rc = sample([])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
     out = tmp_path / "outputs" / "demo"
     for name in ("poses_3d.npz", "poses_3d.json", "preview.png", "animation.gif"):
-        assert (out / name).stat().st_size > 0 and f"wrote outputs/demo/{name}" in proc.stdout
-    assert "MPJPE vs ground truth in demo_input.npz:" in proc.stdout and " mm" in proc.stdout
+        assert (out / name).stat().st_size > 0 and f"wrote outputs/demo/{name}" in captured.out
+    assert "MPJPE vs ground truth in demo_input.npz:" in captured.out and " mm" in captured.out
     with np.load(out / "poses_3d.npz") as npz:
         assert npz["poses_3d"].shape == (20, 17, 3) and npz["uncertainty"].shape == (20, 17)
         assert np.isfinite(npz["poses_3d"]).all() and (npz["poses_3d"][:, 0] == 0).all()

@@ -5,12 +5,13 @@ import errno
 import json
 import os
 import random
+import re
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -37,13 +38,49 @@ def _subprocess_env() -> dict:
 
 
 # ---------------------------------------------------------------------------------------- kills
-KILL_EPOCHS = 12
+KILL_EPOCHS = 4
+
+# Imported at start-up by the killed training processes (first on their PYTHONPATH): before each optimizer
+# step and each rename, and after each safetensors write, the process reports what it reached on one pipe
+# and waits for a byte on the other. The test answers, or SIGKILLs it right there: kills land at points
+# chosen from the reported progress, never from wall time, so a fast machine cannot finish first.
+_PROGRESS_HOOK = """
+import os
+_fds = os.environ.get("D3DP_TEST_PROGRESS_FDS")
+if _fds:
+    _report, _answer = map(int, _fds.split(","))
+
+    def _reported(name, fn, after=False):
+        def wrapper(*args, **kwargs):
+            if not after:
+                os.write(_report, (name(*args) + "\\n").encode())
+                os.read(_answer, 1)
+            result = fn(*args, **kwargs)
+            if after:
+                os.write(_report, (name(*args) + "\\n").encode())
+                os.read(_answer, 1)
+            return result
+        return wrapper
+
+    import safetensors.torch
+    import torch.optim
+    os.replace = _reported(lambda src, dst: "rename " + os.path.basename(os.fspath(dst)), os.replace)
+    safetensors.torch.save_file = _reported(lambda tensors, filename, *rest: "wrote " + os.path.basename(filename),
+                                            safetensors.torch.save_file, after=True)
+    torch.optim.AdamW.step = _reported(lambda *args: "optimizer step", torch.optim.AdamW.step)
+"""
+
+# (report, the report before it or None): where each killed run is stopped.
+KILL_POINTS = {
+    "mid-step": ("optimizer step", None),                       # gradients computed, weights not yet updated
+    "state half-written": ("wrote model.safetensors", None),    # .state.tmp has weights, not yet optimizer/RNG
+    "between renames": ("rename state", "rename .state.old"),   # `state` moved aside, the new one not yet in
+}
 
 
-def _start_training(data: Path, out: Path, log, resume: bool) -> subprocess.Popen:
+def _train_cmd(data: Path, out: Path, resume: bool) -> list[str]:
     args = tiny_overrides(data, out, epochs=KILL_EPOCHS, val_every=0, state_every_steps=1)
-    cmd = [sys.executable, str(ROOT / "train.py"), *args] + (["--resume"] if resume else [])
-    return subprocess.Popen(cmd, cwd=ROOT, env=_subprocess_env(), stdout=log, stderr=subprocess.STDOUT)
+    return [sys.executable, str(ROOT / "train.py"), *args] + (["--resume"] if resume else [])
 
 
 def _saved_step(out: Path) -> int:
@@ -64,29 +101,79 @@ def _assert_state_absent_or_loadable(out: Path) -> None:
     assert torch.load(state / "optimizer.bin", weights_only=True)["state"]
 
 
-def test_sigkill_at_random_points_then_resume_matches_uninterrupted_run(tmp_path):
-    data, out = write_tiny_data(tmp_path / "data"), tmp_path / "killed"
-    rng = random.Random(7)
-    kills = 0
-    with open(tmp_path / "train.log", "wb") as log:
-        for attempt in range(3):
-            before = _saved_step(out)
-            proc = _start_training(data, out, log, resume=attempt > 0)
-            deadline = time.monotonic() + 90
-            # Wait until this run has saved a state of its own, so every kill lands mid-training.
-            while _saved_step(out) <= before and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 0.4))
+def _train_and_kill_at(data: Path, out: Path, hook: Path, log, resume: bool, point: tuple,
+                       occurrence: int) -> list[str]:
+    """Run train.py with the progress hook, answer its reports until the ``occurrence``-th ``point``, and
+    SIGKILL it while it waits there. Returns the reports it made."""
+    report_r, report_w = os.pipe()
+    answer_r, answer_w = os.pipe()
+    env = {**_subprocess_env(), "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}",
+           "D3DP_TEST_PROGRESS_FDS": f"{report_w},{answer_r}"}
+    proc = subprocess.Popen(_train_cmd(data, out, resume), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            pass_fds=(report_w, answer_r))
+    os.close(report_w)
+    os.close(answer_r)
+    reports, seen = [], 0
+    try:
+        with os.fdopen(report_r, "rb") as progress:
+            while seen < occurrence:
+                # The child waits for an answer after each report, so at most one line is ever pending.
+                assert select.select([progress], [], [], 120)[0], f"no progress report for 120 s after {reports[-3:]}"
+                line = progress.readline().decode().strip()
+                assert line, f"the run ended before {point} no. {occurrence}; reports: {reports[-8:]}"
+                previous = reports[-1] if reports else None
+                reports.append(line)
+                if line == point[0] and point[1] in (None, previous):
+                    seen += 1
+                    if seen == occurrence:
+                        break
+                os.write(answer_w, b"g")
             proc.send_signal(signal.SIGKILL)
-            code = proc.wait(timeout=30)
-            if code == 0:
-                break  # finished before the kill: nothing left to interrupt
-            assert code == -signal.SIGKILL, (tmp_path / "train.log").read_text()
-            kills += 1
+            assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        os.close(answer_w)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return reports
+
+
+def _resume_point(out: Path) -> int:
+    """The step a resume continues from: the saved state's, or the moved-aside one a kill between the
+    renames left (the trainer puts it back); -1 when there is none (a fresh start)."""
+    for folder in ("state", ".state.old"):
+        if (out / folder / TRAINER_STATE).is_file():
+            return json.loads((out / folder / TRAINER_STATE).read_text())["global_step"]
+    return -1
+
+
+def test_sigkill_at_reported_points_then_resume_matches_uninterrupted_run(tmp_path):
+    """Kill training mid-step, with a half-written state and between the two renames of the state swap (in
+    a seeded order, each at a seeded occurrence); each resume continues from the last complete state, and
+    the last one ends with the weights of an uninterrupted run."""
+    data, out, hook = write_tiny_data(tmp_path / "data"), tmp_path / "killed", tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_PROGRESS_HOOK)
+    rng = random.Random(7)
+    log_path = tmp_path / "train.log"
+    with open(log_path, "wb") as log:
+        for attempt, name in enumerate(rng.sample(sorted(KILL_POINTS), len(KILL_POINTS))):
+            start, logged = _resume_point(out), log_path.stat().st_size
+            reports = _train_and_kill_at(data, out, hook, log, resume=attempt > 0, point=KILL_POINTS[name],
+                                         occurrence=rng.randint(2, 5))
+            assert "optimizer step" in reports  # the kill landed in a run that was training
+            resumed = re.findall(r"resumed from .*: epoch \d+, step (\d+)",
+                                 log_path.read_bytes()[logged:].decode(errors="replace"))
+            assert resumed == ([str(start)] if start >= 0 else [])  # from the last complete state (or afresh)
+            if name == "between renames":  # the swap really was cut: only the moved-aside state is left
+                assert not (out / "state").exists() and (out / ".state.old" / TRAINER_STATE).is_file()
             _assert_state_absent_or_loadable(out)
-        final = _start_training(data, out, log, resume=True)
-        assert final.wait(timeout=120) == 0, (tmp_path / "train.log").read_text()
-    assert kills >= 1
+    start = _resume_point(out)
+    assert start > 0
+    last = Trainer(load_experiment(None, tiny_overrides(data, out, epochs=KILL_EPOCHS, val_every=0,
+                                                        state_every_steps=1)), resume=True)
+    assert last.state.global_step == start  # resumed from the last complete state, not from scratch
+    last.fit()
     assert _saved_step(out) == KILL_EPOCHS * STEPS_PER_EPOCH
     assert not [p.name for p in out.iterdir() if p.name.startswith(".state")]  # temporary folders cleaned
 
@@ -307,13 +394,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch_two(data: Path, out: Path, epochs: int, resume: bool = False, env: dict | None = None,
-                **train) -> None:
+def _launch_two(data: Path, out: Path, resume: bool = False, env: dict | None = None, **train) -> None:
     launcher = ([shutil.which("accelerate")] if shutil.which("accelerate")
                 else [sys.executable, "-m", "accelerate.commands.launch"])
     cmd = launcher + ["launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                       "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-                      str(ROOT / "train.py"), *tiny_overrides(data, out, epochs=epochs, cpu="true", **train)]
+                      str(ROOT / "train.py"), *tiny_overrides(data, out, cpu="true", **train)]
     if resume:
         cmd.append("--resume")
     if launcher[0] == sys.executable:
@@ -338,38 +424,35 @@ if os.environ.get("RANK") == "1":
 """
 
 
-def test_two_processes_stop_on_a_wall_time_budget_after_the_same_step(tmp_path):
-    """train.max_minutes runs out in one process only: both must stop after the same step (decided
-    together at a log step), or DDP would wait forever for the process that stopped."""
+def test_two_processes_stop_together_on_a_wall_time_budget_and_resume_exactly(tmp_path):
+    """Two CPU processes through ``accelerate launch``. train.max_minutes runs out in one process only:
+    both must stop after the same step (decided together at a log step), or DDP would wait forever for
+    the process that stopped. Resumed from there (mid-epoch), the run ends with the weights of an
+    uninterrupted 2-process run.
+
+    ``--cpu`` with ``--num_processes 2`` makes accelerate (1.x) start ONE process unless mpirun is
+    configured; ``--multi_gpu`` goes through torchrun and, with train.cpu=true, gives 2 gloo processes."""
     data, hook = write_tiny_data(tmp_path / "data"), tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(_RANK1_CLOCK_AHEAD)
-    out = tmp_path / "run"
-    _launch_two(data, out, epochs=5, env={"PYTHONPATH": f"{hook}{os.pathsep}{ROOT}"}, max_minutes=30, log_every=3,
-                val_every=0)
-    state = json.loads((out / "state" / TRAINER_STATE).read_text())
-    # Rank 1 runs out after step 1; 2 steps per epoch; both stop together at the next log step, 3.
-    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 1, 3)
-    assert (out / "state" / "random_states_1.pkl").is_file()
-
-
-def test_two_cpu_processes_through_accelerate_launch(tmp_path):
-    """``--cpu`` with ``--num_processes 2`` makes accelerate (1.x) start ONE process unless mpirun is
-    configured; ``--multi_gpu`` goes through torchrun and, with train.cpu=true, gives 2 gloo processes.
-    A 2-process run resumed after its first epoch ends with the weights of an uninterrupted one."""
-    data = write_tiny_data(tmp_path / "data")
-    _launch_two(data, tmp_path / "a", epochs=2)
-    model, sections = load_checkpoint(tmp_path / "a" / "last")
+    settings = dict(epochs=2, max_minutes=30, log_every=3)
+    _launch_two(data, tmp_path / "whole", **settings)
+    model, sections = load_checkpoint(tmp_path / "whole" / "last")
     # 4 batches per epoch shared by 2 processes: 2 optimizer steps per epoch, not 4.
     assert sections["meta"]["global_step"] == 2 * (STEPS_PER_EPOCH // 2)
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    state = tmp_path / "a" / "state"
+    state = tmp_path / "whole" / "state"
     assert json.loads((state / TRAINER_STATE).read_text())["global_step"] == 2 * (STEPS_PER_EPOCH // 2)
     assert (state / "random_states_0.pkl").is_file() and (state / "random_states_1.pkl").is_file()
-    _launch_two(data, tmp_path / "b", epochs=1)
-    _launch_two(data, tmp_path / "b", epochs=2, resume=True)
-    a, b = checkpoint_weights(tmp_path / "a" / "last"), checkpoint_weights(tmp_path / "b" / "last")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    out = tmp_path / "stopped"
+    _launch_two(data, out, env={"PYTHONPATH": f"{hook}{os.pathsep}{ROOT}"}, **settings)
+    stopped = json.loads((out / "state" / TRAINER_STATE).read_text())
+    # Rank 1 runs out after step 1; 2 steps per epoch; both stop together at the next log step, 3.
+    assert (stopped["epoch"], stopped["step_in_epoch"], stopped["global_step"]) == (1, 1, 3)
+    assert (out / "state" / "random_states_1.pkl").is_file()
+    _launch_two(data, out, resume=True, **settings)
+    assert_same_weights(checkpoint_weights(tmp_path / "whole" / "last"), checkpoint_weights(out / "last"))
 
 
 # --------------------------------------------------------------------------------- determinism
