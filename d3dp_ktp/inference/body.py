@@ -90,6 +90,23 @@ def tree_order(skeleton: Skeleton) -> list[int]:
     return order
 
 
+def foot_joints(skeleton: Skeleton) -> tuple[int, ...]:
+    """The leaf joints of the chains that leave the root on the left or right side (the ankles)."""
+    sided = set(skeleton.joints_left) | set(skeleton.joints_right)
+    feet = []
+    for j in range(skeleton.num_joints):
+        if j in skeleton.parents or j == skeleton.root:
+            continue
+        top = j
+        while skeleton.parents[top] != skeleton.root:
+            top = skeleton.parents[top]
+        if top in sided:
+            feet.append(j)
+    if not feet:
+        raise ValueError(f"skeleton '{skeleton.name}' has no leg chains to find the feet in")
+    return tuple(feet)
+
+
 def apply_bone_lengths(poses: np.ndarray, skeleton: Skeleton, lengths: np.ndarray) -> np.ndarray:
     """Rebuild poses (N..., J, 3) with bone lengths (J,): from the root outwards, each child keeps its
     unit direction from its parent. The root stays where it is. Returns (N..., J, 3) float64."""
