@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import savgol_filter
 
 from d3dp_ktp.skeleton import Skeleton
 
@@ -141,6 +140,8 @@ def smooth(x: np.ndarray, fps: float, seconds: float = 0.2, order: int = 2) -> n
     x = np.asarray(x, dtype=np.float64)
     if fps <= 0 or seconds <= 0 or order < 0:
         raise ValueError(f"smoothing needs fps > 0, seconds > 0 and order >= 0, got {fps}, {seconds}, {order}")
+    from scipy.signal import savgol_filter  # here: importing scipy.signal takes seconds, most runs never smooth
+
     window = smoothing_window(fps, seconds, order, len(x))
     return savgol_filter(x, window, order, axis=0) if window else x.copy()
 

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from d3dp_ktp.inference.body import robust_bone_lengths, tree_order
 from d3dp_ktp.inference.io import atomic_path
@@ -115,6 +114,8 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def swing(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Smallest rotations (F, 3, 3) turning unit u (3,) onto unit vectors v (F, 3)."""
+    from scipy.spatial.transform import Rotation  # here: a second of imports that runs without --bvh skip
+
     axis = np.cross(u, v)
     sin, cos = np.linalg.norm(axis, axis=-1), v @ u
     perpendicular = np.cross(u, X if abs(u[0]) < 0.9 else Y)  # for v = -u any axis normal to u works
@@ -176,6 +177,8 @@ def solve_rotations(skeleton: Skeleton, rig: BvhRig, positions: np.ndarray) -> n
 
 def _euler_zxy(local: np.ndarray) -> np.ndarray:
     """(F, n, 3, 3) -> (F, n, 3) intrinsic Z-X-Y Euler degrees, unwrapped over frames."""
+    from scipy.spatial.transform import Rotation
+
     F, n = local.shape[:2]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # gimbal lock: scipy still returns an exact decomposition
@@ -241,6 +244,7 @@ def bvh_text(positions: np.ndarray, skeleton: Skeleton, fps: float, cfg: BvhConf
         head += [f"# {line}" for line in (f"units: {'centimetres' if cfg.units == 'cm' else 'metres'}; "
                                           "axes: Y up, right-handed, rest pose faces +Z with its left on +X",
                                           "rotations: Euler degrees, intrinsic Z-X-Y (R = Rz Rx Ry)", *comment)]
+    motion[np.abs(motion) < 5e-7] = 0.0  # no "-0.000000"
     body = io.StringIO()
     np.savetxt(body, motion, fmt="%.6f")
     return "\n".join(head + _hierarchy(rig, offsets, end_sites) +
