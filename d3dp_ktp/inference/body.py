@@ -129,7 +129,7 @@ def apply_bone_lengths(poses: np.ndarray, skeleton: Skeleton, lengths: np.ndarra
 def smoothing_window(fps: float, seconds: float, order: int, num_frames: int) -> int:
     """Odd Savitzky-Golay window of about ``seconds``, at least order + 2 (or 0: too few frames)."""
     window = int(round(fps * seconds)) // 2 * 2 + 1
-    window = max(window, order + 2 + (order % 2))
+    window = max(window, order + 3 - order % 2)  # the smallest odd window longer than order + 1
     if window > num_frames:
         window = num_frames if num_frames % 2 else num_frames - 1
     return window if window > order else 0
