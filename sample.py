@@ -145,7 +145,12 @@ def run(args: argparse.Namespace) -> int:
     device = pipeline.resolve_device(args.device)
     kf = read_keypoints(input_path, video=args.sequence)
     video = probe_video(args.video) if args.video else None
-    width, height = (args.width or video.width, args.height or video.height) if video else (args.width, args.height)
+    width, height = args.width, args.height
+    if video and width is None and height is None:
+        if kf.width and (kf.width, kf.height) != (video.width, video.height):
+            warnings.warn(f"{input_path.name} states {kf.width:g}x{kf.height:g} px, the video is {video.width}x"
+                          f"{video.height}; using the video's size (pass --width/--height to choose)")
+        width, height = video.width, video.height
     fps, fps_source = outputs.resolve_fps(video and video.fps, kf.extras.get("fps"), args.fps)
     model, _ = load_checkpoint(checkpoint, map_location=device, **official_layout(checkpoint, args.model_layout))
     model.to(device)  # official .bin files load on the CPU

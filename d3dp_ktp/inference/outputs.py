@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from d3dp_ktp.inference import body, export, visualize
+from d3dp_ktp.inference import body, export, pipeline, visualize
 from d3dp_ktp.inference.body import BodyConfig
 from d3dp_ktp.inference.export import BvhConfig
+from d3dp_ktp.inference.video import read_frames
 from d3dp_ktp.inference.visualize import FigureConfig
 from d3dp_ktp.skeleton import Skeleton
 
@@ -54,7 +55,8 @@ class Processed:
 def _variation(poses: np.ndarray, skeleton: Skeleton) -> dict:
     v = body.limb_variation(poses, skeleton)
     worst = max(v, key=v.get)
-    return {"max": round(v[worst], 4), "max_limb": f"{skeleton.joint_names[skeleton.parents[skeleton.joint_names.index(worst)]]}-{worst}",
+    parent = skeleton.joint_names[skeleton.parents[skeleton.joint_names.index(worst)]]
+    return {"max": round(v[worst], 4), "max_limb": f"{parent}-{worst}",
             "mean": round(float(np.mean(list(v.values()))), 4), "per_limb": {k: round(x, 4) for k, x in v.items()}}
 
 
@@ -67,16 +69,18 @@ def postprocess(result, skeleton: Skeleton, cfg: BodyConfig, fps: float) -> Proc
     """Smoothing, consistent bone lengths and the floor, in that order (docs/outputs.md)."""
     raw = np.asarray(result.poses_3d, dtype=np.float64)
     traj = None if result.root_trajectory is None else np.asarray(result.root_trajectory, dtype=np.float64)
-    stats = {"fps": float(fps), "limb_variation_before": _variation(raw, skeleton), "jitter_before": _jitter(raw, traj, fps)}
+    stats = {"fps": float(fps), "limb_variation_before": _variation(raw, skeleton),
+             "jitter_before": _jitter(raw, traj, fps)}
     poses = raw
     if cfg.smooth:
         poses = body.smooth(poses, fps, cfg.smooth_seconds, cfg.smooth_order)
         traj = None if traj is None else body.smooth(traj, fps, cfg.smooth_seconds, cfg.smooth_order)
-        stats["smoothing"] = {"filter": "savitzky-golay", "order": cfg.smooth_order,
-                              "window_frames": body.smoothing_window(fps, cfg.smooth_seconds, cfg.smooth_order, len(raw))}
+        window = body.smoothing_window(fps, cfg.smooth_seconds, cfg.smooth_order, len(raw))
+        stats["smoothing"] = {"filter": "savitzky-golay", "order": cfg.smooth_order, "window_frames": window}
     lengths = None
     if cfg.consistent:
-        source = poses if result.hypotheses is None or cfg.smooth else result.hypotheses[-1]  # final step (H, F, J, 3)
+        # the final step's hypotheses (H, F, J, 3) when kept: more samples of each bone
+        source = poses if result.hypotheses is None or cfg.smooth else result.hypotheses[-1]
         lengths = body.robust_bone_lengths(source, skeleton, cfg.symmetric)
         poses = body.apply_bone_lengths(poses, skeleton, lengths)
     stats["limb_variation_after"] = _variation(poses, skeleton)
@@ -126,9 +130,6 @@ def write_outputs(out_dir: str | Path, result, inp, settings: dict, model, cfg: 
     """Post-process, then write the result files, CSV, BVH, preview and animation or side-by-side video
     into ``out_dir``; returns (paths written, summary lines, the output poses_3d (F, J, 3)).
     ``video``: a `video.VideoInfo` or None."""
-    from d3dp_ktp.inference import pipeline
-    from d3dp_ktp.inference.video import read_frames
-
     out_dir = Path(out_dir)
     skeleton = model.skeleton
     p = postprocess(result, skeleton, cfg.body, float(fps))
@@ -153,9 +154,16 @@ def write_outputs(out_dir: str | Path, result, inp, settings: dict, model, cfg: 
                                         (f"positions: d3dp-ktp poses_3d + root_trajectory, {frame}",)))
     scene = visualize.Scene(inp.pixels, model.keypoint_skeleton, (int(round(inp.width)), int(round(inp.height))),
                             p.display, skeleton, float(fps), inp.filled)
+    pictures, lines = _write_pictures(out_dir, scene, cfg, fps, video)
+    return written + pictures, lines + summary_lines(p.stats, result, cfg.body, skeleton.root), saved.poses_3d
+
+
+def _write_pictures(out_dir: Path, scene: visualize.Scene, cfg: OutputConfig, fps, video
+                    ) -> tuple[list[Path], list[str]]:
+    """The side-by-side video (or the animation) and the preview, reading the video once."""
+    written, lines = [], []
     wanted = {int(f) for f in visualize.preview_frame_indices(scene.num_frames, cfg.figures.preview_frames)}
     kept: dict[int, np.ndarray] = {}
-    lines = []
     if video is not None and cfg.animation:
         if video.num_frames != scene.num_frames:
             warnings.warn(f"the video has {video.num_frames} frames but the keypoints {scene.num_frames}; "
@@ -172,7 +180,7 @@ def write_outputs(out_dir: str | Path, result, inp, settings: dict, model, cfg: 
     elif cfg.animation:
         written += visualize.write_animation(out_dir, scene, cfg.figures, mp4=cfg.animation_mp4)
     written.append(visualize.render_preview(out_dir / "preview.png", scene, cfg.figures, kept))
-    return written, lines + summary_lines(p.stats, result, cfg.body, skeleton.root), saved.poses_3d
+    return written, lines
 
 
 def summary_lines(stats: dict, result, cfg: BodyConfig, root: int) -> list[str]:
@@ -190,7 +198,8 @@ def summary_lines(stats: dict, result, cfg: BodyConfig, root: int) -> list[str]:
         pitch = floor["camera_pitch_deg"]
         lines.append(f"floor (from the feet): camera {floor['camera_height_m']:.2f} m above it, pitched "
                      f"{abs(pitch):.1f} deg {'down' if pitch >= 0 else 'up'}; contact points within "
-                     f"{floor['contact_rms_m'] * 100:.1f} cm" + ("" if cfg.world else " (--world stores world-frame poses)"))
+                     f"{floor['contact_rms_m'] * 100:.1f} cm"
+                     + ("" if cfg.world else " (--world stores world-frame poses)"))
     return lines
 
 

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 from matplotlib import font_manager
@@ -120,8 +120,8 @@ class SkeletonView:
         self.bones = _bones(skeleton)
         pts = poses.reshape(-1, 3)
         step = cfg.grid_step
-        lo = np.floor((pts[:, [0, 2]].min(0) - step) / step) * step
-        hi = np.ceil((pts[:, [0, 2]].max(0) + step) / step) * step
+        lo = np.floor((pts[:, [0, 2]].min(0) - step / 4) / step) * step  # whole grid cells around the body
+        hi = np.ceil((pts[:, [0, 2]].max(0) + step / 4) / step) * step
         self.grid = (lo, hi)
         corners = np.array([[x, 0.0, z] for x in (lo[0], hi[0]) for z in (lo[1], hi[1])])
         uv = np.concatenate([pts, corners]) @ self.basis[:2].T
@@ -130,7 +130,8 @@ class SkeletonView:
         span = np.maximum(uv.max(0) - uv.min(0), 1e-3)
         self.scale = min((width - 2 * margin) / span[0], (height - top - 2 * margin) / span[1])
         centre = (uv.max(0) + uv.min(0)) / 2
-        self.offset = np.array([width / 2, top + margin + (height - top - 2 * margin) / 2]) - centre * [1, -1] * self.scale
+        middle = np.array([width / 2, top + margin + (height - top - 2 * margin) / 2])
+        self.offset = middle - centre * [1, -1] * self.scale
         self.line = max(2, round(min(width, height) / 170))
         self.background = self._background()
 
@@ -181,7 +182,8 @@ class SkeletonView:
         draw = ImageDraw.Draw(image)
         w, h = self.size
         if pose is None:
-            draw.text((w * 0.3, h * 0.5), "no 3D pose for this frame", fill=(120, 120, 120), font=_font(max(11, h // 38)))
+            draw.text((w * 0.3, h * 0.5), "no 3D pose for this frame", fill=(120, 120, 120),
+                      font=_font(max(11, h // 38)))
             return image
         shadow = self.project(pose * [1, 0, 1])
         for j, p, _ in self.bones:
@@ -266,8 +268,8 @@ class FrameRenderer:
             panel = Image.fromarray(video_frame).resize((self.left, self.height), Image.BILINEAR)
         has_pose = f < s.num_frames
         if has_pose:
-            draw_keypoints(panel, s.keypoints_2d[f], s.skeleton_2d, self.scale, None if s.filled is None else s.filled[f],
-                           self.box[:2])
+            filled = None if s.filled is None else s.filled[f]
+            draw_keypoints(panel, s.keypoints_2d[f], s.skeleton_2d, self.scale, filled, self.box[:2])
         draw_caption(panel, f"frame {f}  {f / s.fps:.2f} s")
         out = Image.new("RGB", self.size)
         out.paste(panel, (0, 0))

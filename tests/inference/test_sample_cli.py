@@ -132,6 +132,12 @@ def test_video_bvh_world_smooth(sample, demo_dir, tmp_path, capsys):
                                                      "preview.png", "video_3d.mp4"]
 
 
+def test_missing_video_fails_before_lifting(sample, tmp_path, capsys):
+    assert sample(["--video", "nowhere.mp4", "--out", "res"]) == 2
+    assert "error: video file not found: nowhere.mp4" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
+
+
 def test_bvh_in_camera_axes_without_world(sample, demo_dir, tmp_path, capsys):
     """Without --world the BVH holds poses_3d + root_trajectory turned Y-up (x, -y, -z), in cm."""
     from d3dp_ktp.data.bvh import forward_kinematics, load_bvh
