@@ -305,11 +305,14 @@ def write_animation(out_dir: str | Path, scene: Scene, cfg: FigureConfig = Figur
 
 
 def write_gif(path: str | Path, images: list[Image.Image], fps: float) -> Path:
-    """Looping GIF of PIL images shown at ``fps`` (GIF delays are whole 10 ms steps)."""
+    """Looping GIF of PIL images shown at ``fps``. GIF delays are whole 10 ms steps, so delays alternate
+    (30, 40, 30 ms for 29.97 fps) to keep the average rate; browsers slow delays under 20 ms down."""
     path = Path(path)
     first, *rest = images
+    ticks = np.round(np.arange(len(images) + 1) * 100.0 / fps)  # frame start times in 10 ms steps
+    durations = [int(d) * 10 for d in np.maximum(np.diff(ticks), 2)]
     with atomic_path(path) as tmp:
-        first.save(tmp, format="GIF", save_all=True, append_images=rest, duration=max(20, round(1000 / fps, -1)),
+        first.save(tmp, format="GIF", save_all=True, append_images=rest, duration=durations if rest else durations[0],
                    loop=0, optimize=False)
     return path
 
