@@ -8,6 +8,7 @@ examples:
   python sample.py
   python sample.py --input detections.json --layout coco --width 1920 --height 1080 --checkpoint runs/ktp/best
   python sample.py --input clip.npz --checkpoint in_the_wild_best_epoch.bin -H 20 -K 10 --save-hypotheses
+  python sample.py --input detections.json --layout coco --video clip.mp4 --bvh --world --smooth
 
 input files (pixels, origin top-left; details in d3dp_ktp/inference/io.py):
   .npz   'keypoints' (frames, 17, 2 or 3) [+ 'width', 'height', 'layout'], or VideoPose3D's custom 2D npz
@@ -18,9 +19,11 @@ input files (pixels, origin top-left; details in d3dp_ktp/inference/io.py):
   A third value per keypoint is its detection confidence. Missing keypoints (NaN, confidence <= 0 or
   below --min-score, empty frames) are filled by interpolation over time.
 
-outputs (in --out): poses_3d.npz and poses_3d.json with 'poses_3d' (frames, 17, 3) in metres,
-root-relative camera space (x right, y down, z forward), 'uncertainty' (frames, 17) in metres,
-'root_trajectory', the cleaned 2D and the settings; preview.png; animation.gif (+ .mp4 with ffmpeg).
+outputs (in --out; every file is described in docs/outputs.md): poses_3d.npz and poses_3d.json with
+'poses_3d' (frames, 17, 3) in metres, root-relative camera space (x right, y down, z forward), one
+length per bone unless --raw, 'uncertainty' (frames, 17) in metres, 'root_trajectory', the cleaned 2D
+and the settings; poses_3d.csv; preview.png; video_3d.mp4 (with --video: every video frame beside the
+3D) or animation.mp4 + animation.gif; animation.bvh with --bvh.
 
 A model sees T frames at a time (fixed by the checkpoint); longer inputs are cut into overlapping
 windows that are cross-faded, shorter ones are padded. A busy CPU may run faster with --threads 1.
@@ -49,14 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     io = p.add_argument_group("input and output")
     io.add_argument("--input", metavar="FILE", help="2D keypoint file (.npz, .npy, .json, .csv); default: the demo input")
-    io.add_argument("--video", metavar="NAME", help="which video of a VideoPose3D npz holding several")
+    io.add_argument("--sequence", metavar="NAME", help="which video of a VideoPose3D npz holding several")
+    io.add_argument("--video", metavar="FILE", help="the source video: its size and frame rate are used, and "
+                                                    "video_3d.mp4 shows every frame beside the 3D")
     io.add_argument("--layout", metavar="{coco,h36m}", help="keypoint order in the file: coco (most 2D detectors) or h36m; overrides the file")
     io.add_argument("--width", type=float, metavar="PX", help="image width in pixels (needed unless the file states it)")
     io.add_argument("--height", type=float, metavar="PX", help="image height in pixels (needed unless the file states it)")
     io.add_argument("--min-score", type=float, default=0.0, metavar="S", help="keypoints with a lower confidence count as missing (default 0)")
     io.add_argument("--out", metavar="DIR", help="output folder (default: outputs/demo, or outputs/<input name>)")
     io.add_argument("--save-hypotheses", action="store_true", help="also save every hypothesis of every step, (K, H, frames, 17, 3)")
-    io.add_argument("--no-video", action="store_true", help="skip the GIF/MP4 animation (the PNG preview is still written)")
+    io.add_argument("--no-video", action="store_true", help="skip the animation and video_3d.mp4 (the PNG preview is still written)")
+    o = p.add_argument_group("post-processing and exports (docs/outputs.md)")
+    o.add_argument("--fps", type=float, metavar="FPS", help="frame rate of the input (default: the video's, else the file's, else 25)")
+    o.add_argument("--raw", action="store_true", help="keep the unconstrained JPMA output (default: one length per bone for the whole sequence)")
+    o.add_argument("--smooth", action="store_true", help="Savitzky-Golay filter over time (0.2 s window, degree 2)")
+    o.add_argument("--world", action="store_true", help="also store the poses in a gravity-aligned frame with the floor at y=0 (found from the feet); the BVH and CSV use it")
+    o.add_argument("--bvh", action="store_true", help="write animation.bvh (joints named as joint_names, Y up, centimetres)")
     m = p.add_argument_group("model and sampling")
     m.add_argument("--checkpoint", metavar="PATH", help="checkpoint folder from train.py or an official .bin (default: the demo checkpoint)")
     m.add_argument("--model-layout", choices=("h36m", "coco"), metavar="{h36m,coco}",
@@ -113,9 +124,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from d3dp_ktp.checkpoints import load_checkpoint
-    from d3dp_ktp.inference import pipeline, visualize
+    from d3dp_ktp.inference import outputs, pipeline
     from d3dp_ktp.inference.io import read_keypoints
+    from d3dp_ktp.inference.video import probe_video
 
+    begin = time.perf_counter()
     demo = args.input is None
     checkpoint, input_path = resolve_paths(args)
     if args.checkpoint is None and not demo:
@@ -130,25 +143,34 @@ def run(args: argparse.Namespace) -> int:
                               agg=args.agg, focal=args.focal, save_hypotheses=args.save_hypotheses,
                               dtype=args.dtype)
     device = pipeline.resolve_device(args.device)
-    kf = read_keypoints(input_path, video=args.video)
+    kf = read_keypoints(input_path, video=args.sequence)
+    video = probe_video(args.video) if args.video else None
+    width, height = args.width, args.height
+    if video and width is None and height is None:
+        if kf.width and (kf.width, kf.height) != (video.width, video.height):
+            warnings.warn(f"{input_path.name} states {kf.width:g}x{kf.height:g} px, the video is {video.width}x"
+                          f"{video.height}; using the video's size (pass --width/--height to choose)")
+        width, height = video.width, video.height
+    fps, fps_source = outputs.resolve_fps(video and video.fps, kf.extras.get("fps"), args.fps)
     model, _ = load_checkpoint(checkpoint, map_location=device, **official_layout(checkpoint, args.model_layout))
     model.to(device)  # official .bin files load on the CPU
     if not hasattr(model, "sample"):
         raise ValueError(f"{checkpoint} is a deterministic lifter, not a D3DP diffusion model; sample.py needs "
                          "a checkpoint trained with model.diffusion: true")
     start = time.perf_counter()
-    result, inp = pipeline.lift_keypoints(model, kf, cfg, args.layout, args.width, args.height, args.min_score, device)
+    result, inp = pipeline.lift_keypoints(model, kf, cfg, args.layout, width, height, args.min_score, device)
     seconds = time.perf_counter() - start
     settings = pipeline.result_settings(cfg, inp, result, input=str(input_path), checkpoint=str(checkpoint),
                                         device=str(device), input_layout=args.layout or kf.layout)
-    names = model.skeleton.joint_names
-    written = pipeline.save_result(out_dir, result, inp, settings, names)
-    written.append(visualize.render_preview(out_dir / "preview.png", inp.pixels, model.keypoint_skeleton,
-                                            result.poses_3d, model.skeleton, inp.width, inp.height))
-    if not args.no_video:
-        written += visualize.render_animation(out_dir, inp.pixels, model.keypoint_skeleton, result.poses_3d,
-                                              model.skeleton, inp.width, inp.height)
-    report(result, inp, kf, cfg, seconds, written, model.skeleton.root)
+    out_cfg = outputs.OutputConfig(body=outputs.BodyConfig(consistent=not args.raw, smooth=args.smooth, world=args.world),
+                                   write_bvh=args.bvh, animation=not args.no_video, animation_mp4=not demo)
+    written, summary, poses = outputs.write_outputs(out_dir, result, inp, {**settings, "fps_source": fps_source}, model,
+                                             out_cfg, fps, video)
+    report(result, inp, kf, cfg, seconds, written, model.skeleton.root, poses)
+    print(f"frame rate: {float(fps):.3f} fps ({fps_source})")
+    for line in summary:
+        print(line)
+    print(f"total time {time.perf_counter() - begin:.1f} s")
     return 0
 
 
@@ -166,7 +188,7 @@ def resolve_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     return checkpoint, input_path
 
 
-def report(result, inp, kf, cfg, seconds: float, written: list[Path], root: int) -> None:
+def report(result, inp, kf, cfg, seconds: float, written: list[Path], root: int, poses) -> None:
     from d3dp_ktp.inference.pipeline import mpjpe_mm
 
     print(f"lifted {inp.num_frames} frames ({result.num_windows} window(s) of T={result.window}, "
@@ -174,7 +196,9 @@ def report(result, inp, kf, cfg, seconds: float, written: list[Path], root: int)
     for path in written:
         print(f"wrote {path}")
     if "poses_3d_gt" in kf.extras:
-        print(f"MPJPE vs ground truth in {kf.path.name}: {mpjpe_mm(result.poses_3d, kf.extras['poses_3d_gt'], root):.1f} mm")
+        gt = kf.extras["poses_3d_gt"]
+        print(f"MPJPE vs ground truth in {kf.path.name}: {mpjpe_mm(poses, gt, root):.1f} mm "
+              f"(raw {cfg.agg} output: {mpjpe_mm(result.poses_3d, gt, root):.1f} mm)")
 
 
 if __name__ == "__main__":

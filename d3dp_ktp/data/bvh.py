@@ -78,7 +78,9 @@ def _parse_hierarchy(tokens: list[str], where: str):
 
 
 def parse_bvh(text: str, where: str = "<string>") -> BvhMotion:
-    """Parse BVH text. ``where`` names the source in error messages."""
+    """Parse BVH text. ``where`` names the source in error messages. Lines starting with '#' are
+    comments (not in the original format, but Blender's importer skips them too)."""
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     head, sep, body = text.partition("MOTION")
     if not sep:
         raise ValueError(f"{where}: no MOTION section; is this a BVH file?")

@@ -279,8 +279,9 @@ def result_settings(cfg: LiftConfig, inp: PreparedKeypoints, result: LiftResult,
 
 
 def save_result(out_dir: str | Path, result: LiftResult, inp: PreparedKeypoints, settings: dict,
-                joint_names) -> list[Path]:
-    """Write ``poses_3d.npz`` and ``poses_3d.json`` into ``out_dir`` (atomic); returns their paths."""
+                joint_names, extra: dict[str, np.ndarray] | None = None) -> list[Path]:
+    """Write ``poses_3d.npz`` and ``poses_3d.json`` into ``out_dir`` (atomic); returns their paths.
+    ``extra``: more arrays to store in both (post-processing results, docs/outputs.md)."""
     out_dir = Path(out_dir)
     arrays = {"poses_3d": result.poses_3d, "uncertainty": result.uncertainty,
               "keypoints_2d": inp.pixels.astype(np.float32), "keypoints_filled": inp.filled}
@@ -288,6 +289,7 @@ def save_result(out_dir: str | Path, result: LiftResult, inp: PreparedKeypoints,
         arrays["root_trajectory"] = result.root_trajectory
     if result.hypotheses is not None:
         arrays["hypotheses"] = result.hypotheses
+    arrays.update(extra or {})
     npz = write_npz(out_dir / "poses_3d.npz", **arrays, joint_names=np.array(joint_names),
                     settings=np.array(json.dumps(settings)))
     doc = {"format": "d3dp-ktp poses_3d v1", "units": "metres, root-relative camera space (x right, y down, "

@@ -64,7 +64,8 @@ def test_json_coco_input_with_options(sample, tmp_path, capsys):
     assert "MPJPE" not in captured.out  # no ground truth in this file
     with np.load(tmp_path / "res" / "poses_3d.npz") as npz:
         assert npz["hypotheses"].shape == (2, 3, 13, 17, 3) and npz["keypoints_filled"][4].all()
-    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["poses_3d.json", "poses_3d.npz", "preview.png"]
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["poses_3d.csv", "poses_3d.json", "poses_3d.npz",
+                                                                    "preview.png"]
     assert json.loads((tmp_path / "res" / "poses_3d.json").read_text())["settings"]["input_layout"] == "coco"
 
 
@@ -88,6 +89,70 @@ def test_official_bin_keypoint_layout(sample, tmp_path, capsys, name, flag, layo
     assert rc == 0, captured.err
     assert ("in-the-wild model" in captured.out) == (name.startswith("in_the_wild") and not flag)
     assert json.loads((tmp_path / "res" / "poses_3d.json").read_text())["settings"]["keypoint_layout"] == layout
+
+
+def test_video_bvh_world_smooth(sample, demo_dir, tmp_path, capsys):
+    """--video gives the size and frame rate and a side-by-side MP4 of every video frame; --bvh writes a
+    BVH whose forward kinematics are the output poses; --world and --smooth are reported."""
+    from d3dp_ktp.data.bvh import forward_kinematics, load_bvh
+    from d3dp_ktp.inference.video import probe_video
+    from .test_visualize import make_video
+
+    gt = camera_poses(np.random.RandomState(7), 14)
+    np.savez(tmp_path / "kp.npz", keypoints=project_px(gt).astype(np.float32), layout="h36m")  # no size stated
+    make_video(tmp_path / "clip.mp4", 16, WIDTH, HEIGHT)  # two frames more than keypoints
+    rc = sample(["--input", "kp.npz", "--video", "clip.mp4", "--bvh", "--world", "--smooth", "-H", "2", "-K", "1",
+                 "--out", "res"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "the video has 16 frames but the keypoints 14" in captured.err
+    out = tmp_path / "res"
+    video = probe_video(out / "video_3d.mp4")
+    assert video.num_frames == 16 and abs(float(video.fps) - 30000 / 1001) < 1e-9
+    for needle in ("frame rate: 29.970 fps (the video)", "video_3d.mp4: 16 frames", "limb length std/mean: raw max",
+                   "-> output max 0.000", "uncertainty (spread of the hypotheses): median", "(raw -> output, --smooth)",
+                   "floor (from the feet): camera", "total time", "wrote res/animation.bvh", "wrote res/poses_3d.csv"):
+        assert needle in captured.out, needle
+    with np.load(out / "poses_3d.npz") as npz:
+        settings = json.loads(str(npz["settings"]))
+        assert settings["width"] == WIDTH and settings["fps"] == pytest.approx(30000 / 1001)
+        assert settings["summary"]["limb_variation_after"]["max"] < 1e-4 and settings["postprocessing"]["smooth"]
+        world, poses = npz["poses_world"], npz["poses_3d"]
+        assert npz["bone_lengths"].shape == (17,) and npz["poses_3d_raw"].shape == poses.shape
+        np.testing.assert_allclose(world[..., :3] @ np.eye(3), world)  # finite, (F, 17, 3)
+        lengths = np.linalg.norm(poses[:, 1:] - poses[:, [0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15]], axis=-1)
+        assert np.ptp(lengths, axis=0).max() < 1e-5
+    motion = load_bvh(out / "animation.bvh")
+    names = json.loads((out / "poses_3d.json").read_text())["joint_names"]
+    fk = forward_kinematics(motion)[:, [motion.joint_names.index(n) for n in names]] / 100
+    assert np.abs(fk - world).max() < 1e-3 and abs(motion.fps - 30000 / 1001) < 1e-4
+    assert sorted(p.name for p in out.iterdir()) == ["animation.bvh", "poses_3d.csv", "poses_3d.json", "poses_3d.npz",
+                                                     "preview.png", "video_3d.mp4"]
+
+
+def test_missing_video_fails_before_lifting(sample, tmp_path, capsys):
+    assert sample(["--video", "nowhere.mp4", "--out", "res"]) == 2
+    assert "error: video file not found: nowhere.mp4" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
+
+
+def test_bvh_in_camera_axes_without_world(sample, demo_dir, tmp_path, capsys):
+    """Without --world the BVH holds poses_3d + root_trajectory turned Y-up (x, -y, -z), in cm."""
+    from d3dp_ktp.data.bvh import forward_kinematics, load_bvh
+
+    rc = sample(["--bvh", "--no-video", "--raw", "-H", "2", "-K", "1", "--out", "res", "--fps", "50"])
+    assert rc == 0, capsys.readouterr().err
+    motion = load_bvh(tmp_path / "res" / "animation.bvh")
+    with np.load(tmp_path / "res" / "poses_3d.npz") as npz:
+        absolute = npz["poses_3d"] + npz["root_trajectory"][:, None]
+        assert "bone_lengths" not in npz.files and "poses_world" not in npz.files
+        names = list(npz["joint_names"])
+    fk = forward_kinematics(motion)[:, [motion.joint_names.index(n) for n in names]] / 100
+    # --raw bones vary, a BVH's cannot: the BVH holds the raw poses with their median bone lengths
+    from d3dp_ktp.inference.body import apply_bone_lengths, robust_bone_lengths
+    from d3dp_ktp.skeleton import H36M
+    expected = apply_bone_lengths(absolute, H36M, robust_bone_lengths(absolute, H36M, symmetric=False))
+    assert np.abs(fk - expected * [1, -1, -1]).max() < 1e-3 and abs(motion.fps - 50) < 1e-3
 
 
 def test_model_layout_is_refused_for_a_checkpoint_folder(sample, capsys):
