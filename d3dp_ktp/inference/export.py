@@ -36,9 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
+from d3dp_ktp.atomic import atomic_file
 from d3dp_ktp.inference.body import robust_bone_lengths, tree_order
-from d3dp_ktp.inference.io import atomic_path
 from d3dp_ktp.skeleton import Skeleton
 
 UNITS = {"cm": 100.0, "m": 1.0}
@@ -177,8 +178,6 @@ def solve_rotations(skeleton: Skeleton, rig: BvhRig, positions: np.ndarray) -> n
 
 def _euler_zxy(local: np.ndarray) -> np.ndarray:
     """(F, n, 3, 3) -> (F, n, 3) intrinsic Z-X-Y Euler degrees, unwrapped over frames."""
-    from scipy.spatial.transform import Rotation
-
     F, n = local.shape[:2]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # gimbal lock: scipy still returns an exact decomposition
@@ -255,7 +254,7 @@ def write_bvh(path: str | Path, positions: np.ndarray, skeleton: Skeleton, fps: 
               cfg: BvhConfig = BvhConfig(), comment: tuple[str, ...] = ()) -> Path:
     """Write `bvh_text` to ``path`` atomically."""
     text = bvh_text(positions, skeleton, fps, cfg, comment)
-    with atomic_path(path) as tmp:
+    with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="ascii")
     return Path(path)
 
@@ -265,7 +264,7 @@ def write_joints_csv(path: str | Path, positions: np.ndarray, joint_names, fps: 
     positions = np.asarray(positions, dtype=np.float64)
     if positions.ndim != 3 or positions.shape[1:] != (len(joint_names), 3):
         raise ValueError(f"positions must have shape (F, {len(joint_names)}, 3), got {positions.shape}")
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh)
         out.writerow(["frame", "time_s"] + [f"{n}_{a}" for n in joint_names for a in "xyz"])
         for f, pose in enumerate(positions):

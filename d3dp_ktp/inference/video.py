@@ -14,7 +14,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from d3dp_ktp.inference.io import atomic_path
+from d3dp_ktp.atomic import atomic_file
 
 CODEC = "libx264"
 FALLBACK_CODEC = "mpeg4"  # builds of PyAV without libx264
@@ -75,7 +75,7 @@ def video_writer(path: str | Path, fps: float | Fraction, width: int, height: in
     rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
     if rate <= 0:
         raise ValueError(f"frame rate must be positive, got {fps}")
-    with atomic_path(path) as tmp:
+    with atomic_file(path) as tmp:
         container = av.open(str(tmp), mode="w", format="mp4")
         try:
             codec = CODEC if CODEC in av.codecs_available else FALLBACK_CODEC

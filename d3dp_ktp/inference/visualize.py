@@ -34,7 +34,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
-from d3dp_ktp.inference.io import atomic_path
+from d3dp_ktp.atomic import atomic_file
 from d3dp_ktp.inference.video import video_writer
 from d3dp_ktp.skeleton import Skeleton
 
@@ -311,7 +311,7 @@ def write_gif(path: str | Path, images: list[Image.Image], fps: float) -> Path:
     first, *rest = images
     ticks = np.round(np.arange(len(images) + 1) * 100.0 / fps)  # frame start times in 10 ms steps
     durations = [int(d) * 10 for d in np.maximum(np.diff(ticks), 2)]
-    with atomic_path(path) as tmp:
+    with atomic_file(path) as tmp:
         first.save(tmp, format="GIF", save_all=True, append_images=rest, duration=durations if rest else durations[0],
                    loop=0, optimize=False)
     return path
@@ -350,7 +350,7 @@ def render_preview(path: str | Path, scene: Scene, cfg: FigureConfig = FigureCon
     fig.legend(handles=handles, loc="upper right", ncol=3, frameon=False, fontsize=10)
     fig.suptitle("2D keypoints (pixels) and 3D poses (metres, floor at height 0)", x=0.02, ha="left", fontsize=11)
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_file(path) as tmp:
         canvas.print_png(str(tmp))
     return path
 
