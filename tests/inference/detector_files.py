@@ -40,14 +40,14 @@ def person(rng, frames: int, pid: int, root=(0.1, 0.2, 4.0), velocity=(0, 0, 0),
     return {"points": pts, "present": np.ones(frames, bool) if present is None else np.asarray(present), "id": pid}
 
 
-def crossing_scene(frames: int = 40, seed: int = 0) -> list[dict]:
-    """Person 7 walks left to right 4 m away, person 3 (smaller, 5 m) right to left, hidden behind 7
-    for 4 frames in the middle, where their paths cross in the image."""
+def crossing_scene(frames: int = 40, seed: int = 0, hide: int = 4) -> list[dict]:
+    """Person 7 walks left to right 4 m away, person 3 (a little smaller, 4.2 m) right to left, hidden behind 7
+    for ``hide`` frames in the middle, where their paths cross in the image."""
     rng = np.random.RandomState(seed)
     hidden = np.ones(frames, bool)
-    hidden[frames // 2 - 2: frames // 2 + 2] = False
+    hidden[frames // 2 - hide // 2: frames // 2 + (hide + 1) // 2] = False
     a = person(rng, frames, 7, (-1.0, 0.1, 4.0), (2.0 / frames, 0, 0))
-    b = person(rng, frames, 3, (1.25, 0.1, 5.0), (-2.5 / frames, 0, 0), scale=0.95, present=hidden)
+    b = person(rng, frames, 3, (1.05, 0.1, 4.2), (-2.1 / frames, 0, 0), scale=0.97, present=hidden)
     return [a, b]
 
 
