@@ -121,3 +121,11 @@ def test_sequence_flag_selects_from_a_videopose3d_npz(sample, tmp_path, capsys):
     assert sample(["--input", str(path), "--sequence", "b.mp4", "-H", "2", "-K", "1", "--no-video", "--out", "res"]) == 0
     with np.load(tmp_path / "res" / "poses_3d.npz") as npz:
         assert json.loads(str(npz["settings"]))["sequence"] == "b.mp4"
+
+
+def test_help_names_every_format_and_the_people_flags():
+    text = load_sample_module().build_parser().format_help()
+    for needle in ("AlphaPose", "alphapose-results.json", "OpenPose", "--write_json", "MMPose", "--pred-out-dir",
+                   "rtmlib", "Detectron2", "infer_video_d2.py", "VideoPose3D", "data_2d_<name>_<kp>.npz", "--sequence NAME",
+                   "--person ID", "--list-people", "--all-people", "--force", "--quiet", "halpe26", "body25", "coco18"):
+        assert needle in text, needle

@@ -110,12 +110,13 @@ def test_openpose_zeros_are_missing_keypoints(tmp_path):
     np.testing.assert_allclose(pixels[4, 16], mid(exp[3, 16], exp[5, 16]), atol=1e-6)
 
 
-def test_mmpose_inferencer_predictions(tmp_path):
+@pytest.mark.parametrize("layout", ["coco", "halpe26", "wholebody133"])
+def test_mmpose_inferencer_predictions(tmp_path, layout):
     scene = dfiles.crossing_scene(20)
-    path = dfiles.write_mmpose(tmp_path / "results_clip.json", scene)
+    path = dfiles.write_mmpose(tmp_path / "results_clip.json", scene, layout)
     pixels, tracks, people = lifted_input(path)
-    assert pixels.shape == (20, 17, 2) and len(tracks) == 2 and people[0].keypoints.layout == "coco"
-    assert_person(pixels, scene[0], "coco")
+    assert pixels.shape == (20, 17, 2) and len(tracks) == 2 and people[0].keypoints.layout == layout
+    assert_person(pixels, scene[0], layout)
 
 
 def test_detectron2_npz_of_infer_video_d2(tmp_path):
