@@ -275,11 +275,16 @@ def _mmpose_video(data: list[dict], path: Path) -> Detections:
 
 def _valid_ids(det: Detections) -> np.ndarray | None:
     """Detector ids are identities only when every detection has one and no frame repeats one
-    (AlphaPose without tracking writes the same idx for everybody)."""
+    (AlphaPose without tracking writes the same idx for everybody), and when they are not merely
+    each person's rank within its frame (0, 1, ... in every frame with several people)."""
     if det.ids is None or len(det.ids) == 0:
         return det.ids
     pairs = det.frame * (int(det.ids.max()) - int(det.ids.min()) + 1) + (det.ids - det.ids.min())
-    return det.ids if len(np.unique(pairs)) == len(pairs) else None
+    if len(np.unique(pairs)) != len(pairs):
+        return None
+    counts = np.bincount(det.frame, minlength=det.num_frames)
+    ranks = all(sorted(det.ids[det.frame == f].tolist()) == list(range(counts[f])) for f in np.flatnonzero(counts))
+    return None if ranks and counts.max() > 1 else det.ids
 
 
 def _read_folder(path: Path) -> Detections:

@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from d3dp_ktp.inference.layouts import LAYOUTS, convert_layout
+from d3dp_ktp.inference.layouts import convert_layout
 
 FACE_SPREAD, JOINT_NEAR, THIGH_MIN = 0.45, 0.35, 0.3
 FIT, MISFIT, LEFT_RIGHT_MIN = 0.5, 0.1, 0.3
@@ -160,7 +160,3 @@ def to_pixels(kp: np.ndarray, width: float | None, height: float | None, where: 
     raise ValueError(f"{where}: every coordinate is between -1 and 1, so the keypoints are normalised (e.g. OpenPose "
                      "--keypoint_scale 3 or 4); write them in pixels (OpenPose's default --keypoint_scale 0)")
 
-
-def layout_names_for(num_keypoints: int) -> str:
-    names = [n for n, lay in LAYOUTS.items() if lay.num_keypoints == num_keypoints]
-    return " or ".join(f"--layout {n}" for n in names) if names else ""

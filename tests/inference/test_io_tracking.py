@@ -63,6 +63,16 @@ def test_repeated_ids_are_not_identities(tmp_path):
     assert det.ids is None
     tracks = build_tracks(det)
     assert_track_is(tracks[0], scene[0])
+    order = {}                                # per-frame ranks 0, 1, ... are no identities either
+    for d in data:
+        order.setdefault(d["image_id"], []).append(d)
+    for dets in order.values():
+        for rank, d in enumerate(dets):
+            d["idx"] = rank
+    path.write_text(json.dumps(data))
+    det = read_detections(path)
+    assert det.ids is None
+    assert_track_is(build_tracks(det)[0], scene[0])
 
 
 def test_long_absence_is_reported_and_a_longer_one_splits_the_track(tmp_path):
