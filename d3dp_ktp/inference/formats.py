@@ -174,7 +174,7 @@ def _xyxy(box: Any) -> np.ndarray | None:
 
 def _track_id(value: Any) -> int | None:
     """A detector track id: an int, a float holding one, or a one-element list (AlphaPose)."""
-    if isinstance(value, list) and len(value) == 1:
+    while isinstance(value, list) and len(value) == 1:   # AlphaPose may nest it: [[3.0]]
         value = value[0]
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value == int(value):
         return int(value)
@@ -190,6 +190,12 @@ def _read_json(path: Path) -> Detections:
         raise ValueError(f"{path} is not a valid JSON keypoint file: {err}") from None
     if isinstance(data, dict) and "people" in data:
         return _openpose([path.name], [data], path, "an OpenPose JSON frame")
+    if isinstance(data, dict) and data and all(isinstance(v, dict) and ("people" in v or "bodies" in v)
+                                               for v in data.values()):
+        # AlphaPose --format open / cmu: {image name: OpenPose frame}, 'bodies'/'joints' for cmu
+        frames = [v if "people" in v else {"people": [{"pose_keypoints_2d": b.get("joints", [])} for b in v["bodies"]]}
+                  for v in data.values()]
+        return _openpose(list(data), frames, path, "AlphaPose results JSON (--format open/cmu)")
     if isinstance(data, list) and data and all(isinstance(d, dict) for d in data):
         if all("image_id" in d and "keypoints" in d for d in data):
             return _alphapose(data, path)

@@ -83,6 +83,21 @@ def test_alphapose_frames_without_detection_and_image_names(tmp_path):
     np.testing.assert_allclose(pixels[5], pixels[4] + (pixels[7] - pixels[4]) / 3, atol=1e-6)  # interpolated
 
 
+@pytest.mark.parametrize("form", ["open", "cmu"])
+def test_alphapose_openpose_style_forms(tmp_path, form):
+    """AlphaPose --format open/cmu: {image: {'people': [{'pose_keypoints_2d'}]}} or {'bodies': [{'joints'}]},
+    18 keypoints in OpenPose's COCO order."""
+    scene = dfiles.crossing_scene(12)
+    kps = [dfiles.keypoints_with_scores(p, "coco18") for p in scene]
+    key, inner = ("people", "pose_keypoints_2d") if form == "open" else ("bodies", "joints")
+    doc = {f"{f}.jpg": {"version": "AlphaPose v0.3", key: [{inner: k[f].reshape(-1).tolist()} for k in kps]}
+           for f in range(12)}
+    (tmp_path / "alphapose-results.json").write_text(json.dumps(doc))
+    pixels, tracks, people = lifted_input(tmp_path / "alphapose-results.json")
+    assert len(tracks) == 2 and people[0].keypoints.layout == "coco18"
+    assert_person(pixels, scene[0], "coco18", np.arange(12))
+
+
 @pytest.mark.parametrize("layout", ["body25", "coco18"])
 def test_openpose_folder_and_single_file(tmp_path, layout):
     scene = dfiles.crossing_scene(24)

@@ -56,8 +56,8 @@ def test_repeated_ids_are_not_identities(tmp_path):
     scene = dfiles.crossing_scene()
     path = dfiles.write_alphapose(tmp_path / "a.json", scene, ids=True)
     data = json.loads(path.read_text())
-    for d in data:
-        d["idx"] = [0.0]
+    for k, d in enumerate(data):
+        d["idx"] = [0.0] if k % 2 else [[0.0]]     # AlphaPose's merged-box id lists
     path.write_text(json.dumps(data))
     det = read_detections(path)
     assert det.ids is None
