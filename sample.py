@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Lift 2D human keypoints (17 joints per frame, in pixels) to 3D poses with a D3DP diffusion model.
+"""Lift 2D human keypoints (pixels, from the common 2D detectors) to 3D poses with a D3DP diffusion model.
 
 With no arguments this runs the built-in demo: the small checkpoint in assets/demo/checkpoint/ lifts
 assets/demo/demo_input.npz, writes outputs/demo/ and prints the error against the demo's 3D ground truth.

@@ -128,7 +128,8 @@ def _resolve_layout(kf: KeypointFile, det: Detections, opts: InputOptions, notes
 
 def people_table(det: Detections, tracks: list[Track]) -> str:
     """The --list-people listing: one line per track, the main person first."""
-    lines = [f"{det.path}: {det.format}, {det.num_frames} frames, {len(tracks)} people (main person first)",
+    count = "1 person" if len(tracks) == 1 else f"{len(tracks)} people (main person first)"
+    lines = [f"{det.path}: {det.format}, {det.num_frames} frames, {count}",
              f"{'id':>6} {'first':>6} {'last':>6} {'frames':>7} {'box height px':>14}"]
     for t in tracks:
         height = f"{t.mean_height:.0f}" if np.isfinite(t.mean_height) else "-"
