@@ -277,8 +277,9 @@ def person_settings(person) -> dict:
     """Which person of the file was lifted and where they are missing (interpolated), for the settings."""
     out = {"person": None if person.track is None else person.track.id,
            "person_missing_frames": [list(r) for r in person.missing]}
-    if "sequence" in person.keypoints.extras:
-        out["sequence"] = person.keypoints.extras["sequence"]
+    for key in ("sequence", "first_frame"):
+        if key in person.keypoints.extras:
+            out[key] = person.keypoints.extras[key]
     return out
 
 

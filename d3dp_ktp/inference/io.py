@@ -100,6 +100,8 @@ def person_keypoints(det: Detections, track: Track | None) -> KeypointFile:
     extras = dict(det.extras)
     if track is not None:
         extras["person"] = track.id
+    if det.first_frame:
+        extras["first_frame"] = det.first_frame   # the file's own number of frame 0 (e.g. 1-based image names)
     return KeypointFile(det.path, kp, det.width, det.height, det.layout, extras)
 
 

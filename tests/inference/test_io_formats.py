@@ -79,6 +79,7 @@ def test_alphapose_frames_without_detection_and_image_names(tmp_path):
     det = read_detections(path)
     assert det.num_frames == 30 and det.first_frame == 1 and not np.isin([5, 6], det.frame).any()
     pixels, _, people = lifted_input(path)
+    assert people[0].keypoints.extras["first_frame"] == 1
     assert_person(pixels, scene[0], "halpe26", np.setdiff1d(np.arange(30), [5, 6]))
     np.testing.assert_allclose(pixels[5], pixels[4] + (pixels[7] - pixels[4]) / 3, atol=1e-6)  # interpolated
 
