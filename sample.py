@@ -1,23 +1,36 @@
 #!/usr/bin/env python
-"""Lift 2D human keypoints (17 joints per frame, in pixels) to 3D poses with a D3DP diffusion model.
+"""Lift 2D human keypoints (pixels, from the common 2D detectors) to 3D poses with a D3DP diffusion model.
 
 With no arguments this runs the built-in demo: the small checkpoint in assets/demo/checkpoint/ lifts
 assets/demo/demo_input.npz, writes outputs/demo/ and prints the error against the demo's 3D ground truth.
 
 examples:
   python sample.py
-  python sample.py --input detections.json --layout coco --width 1920 --height 1080 --checkpoint runs/ktp/best
+  python sample.py --input alphapose-results.json --width 1920 --height 1080 --checkpoint runs/ktp/best
+  python sample.py --input openpose_json/ --width 1280 --height 720 --list-people
   python sample.py --input clip.npz --checkpoint in_the_wild_best_epoch.bin -H 20 -K 10 --save-hypotheses
   python sample.py --input detections.json --layout coco --video clip.mp4 --bvh --world --smooth
 
-input files (pixels, origin top-left; details in d3dp_ktp/inference/io.py):
-  .npz   'keypoints' (frames, 17, 2 or 3) [+ 'width', 'height', 'layout'], or VideoPose3D's custom 2D npz
-  .npy   an array (frames, 17, 2 or 3)
-  .json  a list of frames (each [[x, y(, score)], ...] or {"keypoints": [x0, y0, s0, ...]}),
-         or {"frames": [...], "width": W, "height": H, "layout": "coco"}
-  .csv   one row per frame: x0,y0,(s0),x1,y1,(s1),...
+input formats (recognised from the content; pixels, origin top-left; details and the keypoint mapping
+to the 17 Human3.6M joints in docs/inputs.md):
+  AlphaPose     alphapose-results.json, COCO-17 / Halpe-26 / Halpe-136, several people, idx track ids
+                  python scripts/demo_inference.py --video clip.mp4 --outdir out [--pose_track]
+  OpenPose      a --write_json folder of *_keypoints.json (or one file), BODY_25 or COCO-18
+                  openpose.bin --video clip.mp4 --write_json out/ --display 0 --render_pose 0
+  MMPose        the inferencer's prediction JSON (per frame: instances with keypoints, keypoint_scores)
+                  python demo/inferencer_demo.py clip.mp4 --pose2d human --pred-out-dir out
+  rtmlib        write per frame {"frame_id": i, "instances": [{"keypoints": k, "keypoint_scores": s}]}
+  Detectron2    the npz of VideoPose3D's inference/infer_video_d2.py (boxes, keypoints, metadata)
+                  python infer_video_d2.py --cfg COCO-Keypoints/keypoint_rcnn_R_101_FPN_3x.yaml ...
+  VideoPose3D   the custom npz of data/prepare_data_2d_custom.py; our mocap data_2d_<name>_<kp>.npz
+                  (several sequences: --sequence NAME)
+  ours          .npz 'keypoints' (frames, 17, 2|3) [+ 'width', 'height', 'layout'], .npy (frames, 17, 2|3),
+                  .json list of frames or {"frames": [...], "width": W, "height": H, "layout": "coco"},
+                  .csv one row per frame x0,y0,(s0),x1,...
   A third value per keypoint is its detection confidence. Missing keypoints (NaN, confidence <= 0 or
-  below --min-score, empty frames) are filled by interpolation over time.
+  below --min-score, frames without the person) are filled by interpolation over time. With several
+  people the main one (longest, largest track) is lifted: --list-people, --person ID, --all-people.
+  Keypoints that do not look like their layout (COCO read as H36M or the reverse) are refused.
 
 outputs (in --out; every file is described in docs/outputs.md): poses_3d.npz and poses_3d.json with
 'poses_3d' (frames, 17, 3) in metres, root-relative camera space (x right, y down, z forward), one
@@ -37,9 +50,12 @@ import time
 import warnings
 from pathlib import Path
 
+from d3dp_ktp.inference.layouts import LAYOUTS  # numpy only: keeps the argument checks fast
+
 REPO = Path(__file__).resolve().parent
 DEMO_DIR_ENV = "D3DP_KTP_DEMO_DIR"   # overrides assets/demo (used by the tests)
 DEMO_OUT = Path("outputs") / "demo"
+INPUT_LAYOUTS = tuple(LAYOUTS)
 
 
 def demo_paths() -> tuple[Path, Path]:
@@ -51,14 +67,25 @@ def demo_paths() -> tuple[Path, Path]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     io = p.add_argument_group("input and output")
-    io.add_argument("--input", metavar="FILE", help="2D keypoint file (.npz, .npy, .json, .csv); default: the demo input")
-    io.add_argument("--sequence", metavar="NAME", help="which video of a VideoPose3D npz holding several")
+    io.add_argument("--input", metavar="FILE", help="2D keypoints: a detector's output file or OpenPose/MMPose folder "
+                    "(formats below, recognised from the content); default: the demo input")
+    io.add_argument("--sequence", metavar="NAME", help="which sequence of an npz holding several (VideoPose3D custom "
+                    "npz, our mocap data_2d_*.npz: 'subject/action[/camera]'); the error lists them")
     io.add_argument("--video", metavar="FILE", help="the source video: its size and frame rate are used, and "
                                                     "video_3d.mp4 shows every frame beside the 3D")
-    io.add_argument("--layout", metavar="{coco,h36m}", help="keypoint order in the file: coco (most 2D detectors) or h36m; overrides the file")
+    io.add_argument("--layout", metavar="NAME", help=f"keypoint order in the file, overrides the file: {', '.join(INPUT_LAYOUTS)} "
+                    "(default: what the file or its format says; 17 unlabelled keypoints are recognised as coco or h36m)")
     io.add_argument("--width", type=float, metavar="PX", help="image width in pixels (needed unless the file states it)")
     io.add_argument("--height", type=float, metavar="PX", help="image height in pixels (needed unless the file states it)")
     io.add_argument("--min-score", type=float, default=0.0, metavar="S", help="keypoints with a lower confidence count as missing (default 0)")
+    io.add_argument("--person", type=int, metavar="ID", help="lift this person (a track id from --list-people; default: "
+                    "the main person, the longest and largest track)")
+    io.add_argument("--list-people", action="store_true", help="print each person's track (id, first/last frame, "
+                    "frames present, mean box height) and exit")
+    io.add_argument("--all-people", action="store_true", help="lift every person present in 10 frames or more, each "
+                    "into OUT/person_<id>/")
+    io.add_argument("--force", action="store_true", help="lift keypoints that do not look like their --layout (the "
+                    "check that stops mislabelled COCO/H36M input)")
     io.add_argument("--out", metavar="DIR", help="output folder (default: outputs/demo, or outputs/<input name>)")
     io.add_argument("--save-hypotheses", action="store_true", help="also save every hypothesis of every step, (K, H, frames, 17, 3)")
     io.add_argument("--no-video", action="store_true", help="skip the animation and video_3d.mp4 (the PNG preview is still written)")
@@ -91,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp16/bf16 run the network in half precision (GPU: several times faster; fp16 stays "
                         "closer to fp32, about 0.2 mm on the demo model, bf16 about 2 mm) (default fp32)")
     r.add_argument("--threads", type=int, metavar="N", help="CPU threads for PyTorch (default: PyTorch's choice)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar and no notes (warnings and errors still show)")
     return p
 
 
@@ -104,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, FileNotFoundError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            # Every file is written to a temporary name and renamed when complete, so nothing is half-written.
+            print("interrupted (Ctrl-C): stopped; files written so far are complete, no file is half-written",
+                  file=sys.stderr)
+            return 130
 
 
 def official_layout(checkpoint: Path, model_layout: str | None) -> dict:
@@ -121,57 +154,154 @@ def official_layout(checkpoint: Path, model_layout: str | None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    plan = prepare_input(args)       # every check that needs no torch: a mistake is reported in about a second
+    if plan is None:
+        return 0                     # --list-people
     import torch
 
     from d3dp_ktp.checkpoints import load_checkpoint
-    from d3dp_ktp.inference import outputs, pipeline
-    from d3dp_ktp.inference.io import read_keypoints
-    from d3dp_ktp.inference.video import probe_video
+    from d3dp_ktp.inference import pipeline
 
-    begin = time.perf_counter()
-    demo = args.input is None
-    checkpoint, input_path = resolve_paths(args)
-    if args.checkpoint is None and not demo:
-        print(f"note: no --checkpoint given, using the demo checkpoint {checkpoint}")
-    out_dir = Path(args.out) if args.out else DEMO_OUT if demo else Path("outputs") / Path(input_path).stem
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     cfg = pipeline.LiftConfig(num_hypotheses=args.hypotheses, num_steps=args.steps, eta=args.eta,
                               flip=not args.no_flip, seed=args.seed, batch_size=args.batch_size, stride=args.stride,
                               agg=args.agg, focal=args.focal, save_hypotheses=args.save_hypotheses,
                               dtype=args.dtype)
     device = pipeline.resolve_device(args.device)
-    kf = read_keypoints(input_path, video=args.sequence)
-    video = probe_video(args.video) if args.video else None
-    width, height = args.width, args.height
-    if video and width is None and height is None:
-        if kf.width and (kf.width, kf.height) != (video.width, video.height):
-            warnings.warn(f"{input_path.name} states {kf.width:g}x{kf.height:g} px, the video is {video.width}x"
-                          f"{video.height}; using the video's size (pass --width/--height to choose)")
-        width, height = video.width, video.height
-    fps, fps_source = outputs.resolve_fps(video and video.fps, kf.extras.get("fps"), args.fps)
-    model, _ = load_checkpoint(checkpoint, map_location=device, **official_layout(checkpoint, args.model_layout))
+    checkpoint = plan.checkpoint
+    model, _ = load_checkpoint(checkpoint, map_location=device, **plan.model_layout)
     model.to(device)  # official .bin files load on the CPU
     if not hasattr(model, "sample"):
         raise ValueError(f"{checkpoint} is a deterministic lifter, not a D3DP diffusion model; sample.py needs "
                          "a checkpoint trained with model.diffusion: true")
+    for person in plan.people:
+        lift_person(args, plan, person, model, cfg, device)
+    return 0
+
+
+def prepare_input(args: argparse.Namespace):
+    """Check every argument, the input and the output folder, and read the people to lift (no torch).
+    Returns None after printing the --list-people table."""
+    from d3dp_ktp.inference.inputs import InputOptions, InputPlan, TrackingConfig, load_input, people_table
+    from d3dp_ktp.inference.video import probe_video
+
+    begin = time.perf_counter()
+    check_args(args)
+    demo = args.input is None
+    checkpoint, input_path = resolve_paths(args)
+    if args.checkpoint is not None and not checkpoint.exists():
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    out_dir = Path(args.out) if args.out else DEMO_OUT if demo else Path("outputs") / Path(input_path).stem
+    check_out_dir(out_dir)
+    model_layout = official_layout(checkpoint, args.model_layout)
+    video = probe_video(args.video) if args.video else None
+    width, height = args.width, args.height
+    if video is not None and width is None and height is None:
+        width, height = video.width, video.height  # the video's size is the keypoints' image size
+    opts = InputOptions(sequence=args.sequence, layout=args.layout, width=width, height=height,
+                        min_score=args.min_score, person=args.person, all_people=args.all_people, force=args.force,
+                        tracking=TrackingConfig())
+    det, tracks, people = load_input(input_path, opts)
+    if args.list_people:
+        print(people_table(det, tracks))
+        return None
+    if args.checkpoint is None and not demo:
+        note(args, f"no --checkpoint given, using the demo checkpoint {checkpoint}")
+    for person in people:
+        for text in person.notes:
+            note(args, text)
+    return InputPlan(checkpoint, input_path, out_dir, model_layout, people, video, begin)
+
+
+def note(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(f"note: {text}")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Numbers and names the model would only reject after loading (same messages)."""
+    from d3dp_ktp.inference.layouts import get_layout
+
+    checks = [
+        (args.hypotheses >= 1, f"num_hypotheses (H) must be an integer >= 1, got {args.hypotheses}"),
+        (1 <= args.steps <= 1000, f"num_steps (K) must be an integer in [1, 1000], got {args.steps}"),
+        (args.eta >= 0, f"eta must be >= 0 (1 = D3DP's DDIM, 0 = deterministic DDIM), got {args.eta}"),
+        (args.batch_size >= 1, f"batch size must be >= 1 window, got {args.batch_size}"),
+        (args.stride is None or args.stride >= 1, f"--stride must be >= 1 frame, got {args.stride}"),
+        (args.threads is None or args.threads >= 1, f"--threads must be >= 1, got {args.threads}"),
+        (args.focal is None or args.focal > 0, f"focal length must be positive pixels, got {args.focal}"),
+        (args.width is None or args.width > 0, f"--width must be positive pixels, got {args.width}"),
+        (args.height is None or args.height > 0, f"--height must be positive pixels, got {args.height}"),
+        (args.min_score >= 0, f"--min-score must be >= 0, got {args.min_score}"),
+        (not (args.person is not None and args.all_people), "--person and --all-people exclude each other"),
+        (args.device in ("auto", "cpu") or args.device.startswith("cuda"),
+         f"unknown device '{args.device}'; use auto, cpu or cuda"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+    if args.layout is not None:
+        get_layout(args.layout)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """The output folder must be a folder (or creatable) and writable, checked before any work."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"the output folder {out_dir} exists and is a file; pass --out with a folder (created if "
+                         "needed)")
+    probe = out_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"cannot create the output folder {out_dir}: {probe} is a file; choose another --out")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"the output folder {out_dir} is not writable ({probe}: permission denied); choose "
+                         "another --out")
+
+
+def lift_person(args: argparse.Namespace, plan, person, model, cfg, device) -> None:
+    """Lift one person and write their outputs (into OUT/person_<id>/ with --all-people)."""
+    from tqdm import tqdm
+
+    from d3dp_ktp.data.windows import window_starts
+    from d3dp_ktp.factory import window_length
+    from d3dp_ktp.inference import outputs, pipeline
+
+    kf, input_path, checkpoint = person.keypoints, plan.input_path, plan.checkpoint
+    out_dir = plan.out_dir / person.name if person.name else plan.out_dir
+    T = window_length(model)
+    windows = len(window_starts(len(kf.keypoints), T, cfg.effective_stride(T)))
+    bar = tqdm(total=windows, unit="window", desc=f"lifting {person.name or kf.path.name}", disable=args.quiet,
+               leave=False, file=sys.stderr)
     start = time.perf_counter()
-    result, inp = pipeline.lift_keypoints(model, kf, cfg, args.layout, width, height, args.min_score, device)
+    with bar:
+        result, inp = pipeline.lift_keypoints(model, kf, cfg, args.layout, kf.width, kf.height, args.min_score,
+                                              device, progress=bar.update)
     seconds = time.perf_counter() - start
     settings = pipeline.result_settings(cfg, inp, result, input=str(input_path), checkpoint=str(checkpoint),
                                         device=str(device), input_layout=args.layout or kf.layout)
+    settings.update(person_settings(person))
+    fps, fps_source = outputs.resolve_fps(plan.video and plan.video.fps, kf.extras.get("fps"), args.fps)
     out_cfg = outputs.OutputConfig(body=outputs.BodyConfig(consistent=not args.raw, smooth=args.smooth, world=args.world),
-                                   write_bvh=args.bvh, animation=not args.no_video, animation_mp4=not demo)
+                                   write_bvh=args.bvh, animation=not args.no_video, animation_mp4=args.input is not None)
     written, summary, poses = outputs.write_outputs(out_dir, result, inp, {**settings, "fps_source": fps_source}, model,
-                                             out_cfg, fps, video)
+                                                    out_cfg, fps, plan.video)
     report(result, inp, kf, cfg, seconds, written, model.skeleton.root, poses)
     print(f"frame rate: {float(fps):.3f} fps ({fps_source})")
     for line in summary:
         print(line)
-    print(f"total time {time.perf_counter() - begin:.1f} s")
-    return 0
+    print(f"total time {time.perf_counter() - plan.begin:.1f} s")
+
+
+def person_settings(person) -> dict:
+    """Which person of the file was lifted and where they are missing (interpolated), for the settings."""
+    out = {"person": None if person.track is None else person.track.id,
+           "person_missing_frames": [list(r) for r in person.missing]}
+    for key in ("sequence", "first_frame"):
+        if key in person.keypoints.extras:
+            out[key] = person.keypoints.extras[key]
+    return out
 
 
 def resolve_paths(args: argparse.Namespace) -> tuple[Path, Path]:

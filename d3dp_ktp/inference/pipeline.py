@@ -28,7 +28,7 @@ import json
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -183,11 +183,13 @@ def default_camera(width: float, height: float, focal: float | None = None) -> t
 # ----------------------------------------------------------------------------- the whole sequence
 
 def lift(model, x2d: np.ndarray, cfg: LiftConfig, ref2d: np.ndarray | None = None, weights: np.ndarray | None = None,
-         camera: torch.Tensor | None = None, device: torch.device | str = "cpu") -> LiftResult:
+         camera: torch.Tensor | None = None, device: torch.device | str = "cpu",
+         progress: Callable[[int], object] | None = None) -> LiftResult:
     """Lift normalised 2D x2d (F, J2, 2) of any length F >= 1 (steps 1-4 of the module docstring).
 
     ref2d (F, J, 2): the same 2D in the 3D skeleton's layout, for JPMA and the root (None: P-Agg only);
-    weights (F, J): per-keypoint confidences for the root fit; camera (4,): see `default_camera`.
+    weights (F, J): per-keypoint confidences for the root fit; camera (4,): see `default_camera`;
+    progress(n) is called after every batch with its number of windows (a progress bar).
     """
     T = window_length(model)
     cfg.validate(T)
@@ -209,6 +211,8 @@ def lift(model, x2d: np.ndarray, cfg: LiftConfig, ref2d: np.ndarray | None = Non
         out["root"].append(root)
         if cfg.save_hypotheses:
             out["hyps"].append(P.permute(0, 3, 1, 2, 4, 5))  # (B, T, K, H, J, 3): time second, for blending
+        if progress is not None:
+            progress(part.stop - part.start)
 
     def blend(key: str) -> np.ndarray | None:
         if not out[key] or out[key][0] is None:
@@ -245,8 +249,9 @@ def prepare_inputs(model, kf: KeypointFile, layout: str | None = None, width: fl
 
 def lift_keypoints(model, kf: KeypointFile, cfg: LiftConfig = LiftConfig(), layout: str | None = None,
                    width: float | None = None, height: float | None = None, min_score: float = 0.0,
-                   device: torch.device | str = "cpu") -> tuple[LiftResult, PreparedKeypoints]:
-    """Clean a keypoint file (`prepare_inputs`) and lift it; returns (result, model input)."""
+                   device: torch.device | str = "cpu", progress: Callable[[int], object] | None = None
+                   ) -> tuple[LiftResult, PreparedKeypoints]:
+    """Clean a keypoint file (`prepare_inputs`) and lift it; returns (result, model input); ``progress``: see `lift`."""
     inp, ref = prepare_inputs(model, kf, layout, width, height, min_score)
     cfg.validate(window_length(model))
     if ref is None and cfg.agg == "jpma":
@@ -254,7 +259,7 @@ def lift_keypoints(model, kf: KeypointFile, cfg: LiftConfig = LiftConfig(), layo
                          f"which '{layout or kf.layout}' keypoints cannot be converted to; use --agg mean")
     camera = default_camera(inp.width, inp.height, cfg.focal)
     weights = None if ref is None else np.maximum(ref.confidence, FILLED_ROOT_WEIGHT)
-    result = lift(model, inp.normalized, cfg, None if ref is None else ref.normalized, weights, camera, device)
+    result = lift(model, inp.normalized, cfg, None if ref is None else ref.normalized, weights, camera, device, progress)
     return result, inp
 
 

@@ -26,10 +26,55 @@ def tiny_model(seed: int = 0, keypoint_layout: str = ""):
         return build_diffusion(cfg, DiffusionConfig()).eval()
 
 
+# A body template in metres (x right, y down, z forward; the person faces the camera), named like
+# AlphaPose's Halpe-26 keypoints, from which every detector layout is written (tests/inference/test_io_*).
+BODY_TEMPLATE = {
+    "nose": (0, -0.58, -0.1), "left_eye": (0.035, -0.62, -0.08), "right_eye": (-0.035, -0.62, -0.08),
+    "left_ear": (0.075, -0.6, 0), "right_ear": (-0.075, -0.6, 0), "left_shoulder": (0.17, -0.45, 0),
+    "right_shoulder": (-0.17, -0.45, 0), "left_elbow": (0.2, -0.2, 0), "right_elbow": (-0.2, -0.2, 0),
+    "left_wrist": (0.22, 0.03, -0.02), "right_wrist": (-0.22, 0.03, -0.02), "left_hip": (0.13, 0, 0),
+    "right_hip": (-0.13, 0, 0), "left_knee": (0.13, 0.45, -0.02), "right_knee": (-0.13, 0.45, -0.02),
+    "left_ankle": (0.13, 0.88, 0), "right_ankle": (-0.13, 0.88, 0), "head": (0, -0.72, 0), "neck": (0, -0.47, 0),
+    "hip": (0, 0, 0), "left_big_toe": (0.13, 0.9, -0.15), "right_big_toe": (-0.13, 0.9, -0.15),
+    "left_small_toe": (0.17, 0.9, -0.12), "right_small_toe": (-0.17, 0.9, -0.12), "left_heel": (0.13, 0.92, 0.05),
+    "right_heel": (-0.13, 0.92, 0.05),
+}
+# H36M joints from the named points, the way the Halpe mapping derives them (docs/inputs.md).
+H36M_FROM_NAMES = ("hip", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+                   ("neck", "hip"), "neck", "nose", "head", "left_shoulder", "left_elbow", "left_wrist",
+                   "right_shoulder", "right_elbow", "right_wrist")
+
+
+def body_points(rng: np.random.RandomState, frames: int, root=(0.1, 0.2, 4.0), velocity=(0.0, 0.0, 0.0),
+                scale: float = 1.0) -> dict[str, np.ndarray]:
+    """Named 3D keypoints {name: (F, 3)} of a person walking at ``velocity`` m/frame from ``root``,
+    turning slowly, with 5 mm jitter per point."""
+    t = np.arange(frames)[:, None]
+    centre = np.asarray(root) + t * np.asarray(velocity) + np.cumsum(rng.normal(0, 0.005, (frames, 3)), axis=0)
+    yaw = 0.3 * np.sin(t[:, 0] / 7.0 + rng.uniform(0, 6))
+    rot = np.stack([np.stack([np.cos(yaw), 0 * yaw, np.sin(yaw)], -1), np.stack([0 * yaw, 1 + 0 * yaw, 0 * yaw], -1),
+                    np.stack([-np.sin(yaw), 0 * yaw, np.cos(yaw)], -1)], -2)           # (F, 3, 3) about y
+    return {name: centre + scale * np.einsum("fij,j->fi", rot, np.asarray(p, float)) + rng.normal(0, 0.005, (frames, 3))
+            for name, p in BODY_TEMPLATE.items()}
+
+
+def h36m_from_points(points: dict[str, np.ndarray]) -> np.ndarray:
+    """(F, 17, D) H36M joints from named points (F, D)."""
+    out = [np.mean([points[n] for n in src], 0) if isinstance(src, tuple) else points[src] for src in H36M_FROM_NAMES]
+    return np.stack(out, axis=1)
+
+
 def camera_poses(rng: np.random.RandomState, frames: int) -> np.ndarray:
-    """(F, 17, 3) camera-space metres: a body-sized point cloud ~4 m in front of the camera."""
-    root = np.array([0.1, 0.2, 4.0]) + np.cumsum(rng.normal(0, 0.01, (frames, 1, 3)), axis=0)
-    return (root + rng.uniform(-0.5, 0.5, (frames, 17, 3))).astype(np.float32)
+    """(F, 17, 3) camera-space metres: a walking body ~4 m in front of the camera, H36M order."""
+    return h36m_from_points(body_points(rng, frames)).astype(np.float32)
+
+
+def coco_poses(rng: np.random.RandomState, frames: int) -> np.ndarray:
+    """(F, 17, 3) the same kind of body in COCO order."""
+    from d3dp_ktp.inference.layouts import COCO_NAMES
+
+    points = body_points(rng, frames)
+    return np.stack([points[n] for n in COCO_NAMES], axis=1).astype(np.float32)
 
 
 def project_px(poses: np.ndarray, focal: float = FOCAL) -> np.ndarray:

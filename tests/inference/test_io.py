@@ -35,18 +35,18 @@ def test_our_npz(tmp_path):
 
 
 def test_videopose3d_custom_npz(tmp_path):
-    """VideoPose3D's prepare_data_2d_custom.py layout; several videos need --video."""
+    """VideoPose3D's prepare_data_2d_custom.py layout; several videos need --sequence (was --video)."""
     kp_a, kp_b = keypoints(4), keypoints(5, seed=1)
     meta = {"layout_name": "coco", "num_joints": 17, "keypoints_symmetry": [list(COCO.joints_left), list(COCO.joints_right)],
             "video_metadata": {"a.mp4": {"w": 640, "h": 480}, "b.mp4": {"w": 1280, "h": 720}}}
     save_npz(tmp_path / "vp3d.npz", positions_2d={"a.mp4": {"custom": [kp_a]}, "b.mp4": {"custom": [kp_b]}}, metadata=meta)
-    with pytest.raises(ValueError, match="--video.*a.mp4, b.mp4"):
+    with pytest.raises(ValueError, match="--sequence NAME, one of: a.mp4, b.mp4"):
         read_keypoints(tmp_path / "vp3d.npz")
-    kf = read_keypoints(tmp_path / "vp3d.npz", video="b.mp4")
+    kf = read_keypoints(tmp_path / "vp3d.npz", sequence="b.mp4")
     np.testing.assert_array_equal(kf.keypoints, kp_b)
     assert (kf.width, kf.height, kf.layout) == (1280, 720, "coco")
-    with pytest.raises(ValueError, match="no video 'c.mp4'"):
-        read_keypoints(tmp_path / "vp3d.npz", video="c.mp4")
+    with pytest.raises(ValueError, match="no sequence 'c.mp4'"):
+        read_keypoints(tmp_path / "vp3d.npz", sequence="c.mp4")
 
 
 def test_npy(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import HEIGHT, WIDTH, camera_poses, project_px
+from .conftest import HEIGHT, WIDTH, camera_poses, coco_poses, project_px
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,7 +50,7 @@ def test_no_argument_demo_run(sample, tmp_path, capsys):
 
 
 def test_json_coco_input_with_options(sample, tmp_path, capsys):
-    gt = camera_poses(np.random.RandomState(5), 13)
+    gt = coco_poses(np.random.RandomState(5), 13)
     frames = [{"keypoints": np.concatenate([f, np.full((17, 1), 0.9)], 1).reshape(-1).tolist()}
               for f in project_px(gt)]
     frames[4] = {"keypoints": []}  # a frame without detection
@@ -81,7 +81,7 @@ def test_official_bin_keypoint_layout(sample, tmp_path, capsys, name, flag, layo
 
     write_official(tiny_model(3), tmp_path / name)
     frames = [{"keypoints": np.concatenate([f, np.full((17, 1), 0.9)], 1).reshape(-1).tolist()}
-              for f in project_px(camera_poses(np.random.RandomState(6), 9))]
+              for f in project_px(coco_poses(np.random.RandomState(6), 9))]
     (tmp_path / "dets.json").write_text(json.dumps(frames))
     rc = sample(["--input", "dets.json", "--layout", "coco", "--width", str(WIDTH), "--height", str(HEIGHT),
                  "--checkpoint", name, *flag, "-H", "2", "-K", "1", "--agg", "mean", "--no-video", "--out", "res"])
@@ -170,7 +170,7 @@ def _write_npz(path: Path, kp: np.ndarray, **extra) -> str:
     ("all_missing", "no keypoint is detected in any of the 4 frames"),
     ("not_keypoints", "is not an .npz archive"),
     ("no_key", "holds no keypoints: expected a 'keypoints' array"),
-    ("layout", "unknown keypoint layout 'body25'"),
+    ("layout", "unknown keypoint layout 'mpii'"),
     ("size", "pass --width and --height"),
     ("missing_file", "keypoint file not found"),
     ("checkpoint", "checkpoint not found"),
@@ -189,7 +189,7 @@ def test_bad_inputs_fail_clearly_and_write_nothing(sample, tmp_path, capsys, cas
         path = str(tmp_path / "in.npz")
         np.savez(path, something=kp)
     elif case == "layout":
-        path = _write_npz(tmp_path / "in.npz", kp, layout="body25", width=100, height=100)
+        path = _write_npz(tmp_path / "in.npz", kp, layout="mpii", width=100, height=100)
     elif case == "size":
         path = _write_npz(tmp_path / "in.npz", kp, layout="coco")
     else:
