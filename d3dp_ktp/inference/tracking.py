@@ -120,7 +120,7 @@ def _masked_xy(keypoints: np.ndarray) -> np.ndarray:
 def associate(frame: np.ndarray, keypoints: np.ndarray, boxes: np.ndarray,
               cfg: TrackingConfig = TrackingConfig()) -> np.ndarray:
     """Track labels (N,) for detections in frames ``frame`` (N,) with keypoints (N, J, C) and boxes (N, 4)."""
-    from scipy.optimize import linear_sum_assignment
+    from scipy.optimize import linear_sum_assignment  # scipy.optimize takes seconds to import; only tracking needs it
 
     xy = _masked_xy(keypoints)
     labels = np.full(len(frame), -1, dtype=np.int64)
