@@ -5,6 +5,7 @@ import copy
 import json
 import subprocess
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -105,6 +106,65 @@ def test_autocast_fp32_is_a_no_op_and_bad_dtypes_are_rejected():
         assert torch.is_autocast_enabled("cpu")
     with pytest.raises(ValueError, match="bf16"):
         perf.autocast("cpu", "int8")
+
+
+@pytest.fixture
+def cpu_flags(monkeypatch):
+    """Pretend the CPU has the given feature flags; the once-per-process warning is re-armed."""
+    monkeypatch.setattr(perf, "_WARNED_EMULATED", frozenset())
+    return lambda *flags: monkeypatch.setattr(perf, "cpu_features", lambda: set(flags))
+
+
+def test_cpu_native_half_reads_the_cpu_features(cpu_flags):
+    cpu_flags("avx2", "avx512f")                      # AVX-512 without its BF16 extension
+    assert not perf.cpu_native_half("bf16") and not perf.cpu_native_half(torch.float16)
+    assert perf.cpu_native_half("fp32")
+    cpu_flags("avx512f", "avx512_bf16")               # Zen 4, Cooper Lake
+    assert perf.cpu_native_half("bf16") and not perf.cpu_native_half("fp16")
+    cpu_flags("amx_bf16", "amx_fp16")                 # Sapphire Rapids and later
+    assert perf.cpu_native_half("bf16") and perf.cpu_native_half("fp16")
+
+
+def test_cpu_features_falls_back_to_proc_cpuinfo(monkeypatch, tmp_path):
+    monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 AVX512_BF16\n\nprocessor\t: 1\nflags\t: fpu\n")
+    real_open = open
+    monkeypatch.setattr(perf, "open", lambda path, *a, **k: real_open(cpuinfo if path == "/proc/cpuinfo" else path,
+                                                                        *a, **k), raising=False)
+    assert perf.cpu_features() == {"fpu", "sse2", "avx2", "avx512_bf16"}
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns_once(cpu_flags):
+    cpu_flags("avx2")
+    with pytest.warns(RuntimeWarning, match="no native bf16 .*slower than fp32"):
+        with perf.autocast("cpu", "bf16"):
+            assert torch.is_autocast_enabled("cpu")   # an explicit request is still honoured
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with perf.autocast("cpu", "bf16"):             # once per process, not at every DDIM step
+            pass
+        cpu_flags("avx512_bf16")
+        perf._WARNED_EMULATED = frozenset()
+        with perf.autocast("cpu", "bf16"), perf.autocast("cpu", "fp32"):
+            pass                                       # native bf16, and fp32: no warning
+
+
+def test_half_precision_is_never_the_default():
+    """fp32 unless bf16/fp16 is asked for: sample.py, the Python API, evaluation and the bench."""
+    import importlib.util
+
+    from d3dp_ktp.evaluation.config import EvalConfig
+    from d3dp_ktp.inference.pipeline import LiftConfig
+
+    assert LiftConfig().dtype == "fp32" and EvalConfig().dtype == "fp32"
+    for script in ("sample.py", "bench/bench.py"):
+        spec = importlib.util.spec_from_file_location(f"_defaults_{Path(script).stem}", REPO / script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        parser = module.build_parser() if hasattr(module, "build_parser") else None
+        args = parser.parse_args([]) if parser else module.parse_args([])
+        assert args.dtype == "fp32", script
 
 
 def test_attention_math_and_sdpa_agree():
