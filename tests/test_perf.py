@@ -323,6 +323,47 @@ def test_bench_cli_writes_json(tmp_path):
     assert result["max_windows_for_budget"] >= 1 and result["compiled"] is False
 
 
+def _bench_module():
+    sys.path.insert(0, str(REPO / "bench"))
+    import bench
+    return bench
+
+
+def test_bench_official_equivalent_side_by_side_and_onnx_backend(capsys):
+    """One run times ours and the official-equivalent path on the same inputs: same FLOPs (same
+    passes), the same x0 up to float rounding, and the ratio of the two medians."""
+    pytest.importorskip("onnxruntime", reason="the ONNX backend's optional dependencies are missing: "
+                        "pip install onnx onnxruntime")
+    bench = _bench_module()
+    argv = ["-T", "9", "-C", "32", "-L", "1", "--heads", "4", "-H", "2", "-K", "2", "-B", "2", "--device", "cpu",
+            "--warmup", "1", "--iters", "2", "--ceiling-n", "0", "--only", "sample", "--official", "--check"]
+    r = bench.main(argv + ["--backend", "onnx"])
+    stdout = capsys.readouterr().out
+    assert "sample, official-equivalent" in stdout and "speed-up over the official-equivalent" in stdout
+    assert r["official"]["flops_per_call"] == r["sample"]["flops_per_call"] > 0
+    assert r["speedup_over_official"] == pytest.approx(
+        r["official"]["ms_per_call_median"] / r["sample"]["ms_per_call_median"])
+    assert 0 < r["official_max_abs_diff_mm"] < 1e-2         # ORT + sdpa vs math: float rounding only
+    assert "onnxruntime" in r["check"]["variant"] and r["check"]["max_abs_diff_mm"] < 1e-2
+    with pytest.raises(SystemExit, match="--backend onnx runs fp32 on the CPU"):
+        bench.parse_args(argv + ["--backend", "onnx", "--dtype", "bf16"])
+
+
+def test_official_equivalent_runs_flip_as_a_second_pass_with_explicit_attention():
+    bench = _bench_module()
+
+    model = d3dp()
+    official = bench.official_equivalent(model)
+    assert official.pose_estimator.cfg.attention == "math" and official.pose_estimator is not model.pose_estimator
+    calls = []
+    official.pose_estimator.register_forward_hook(lambda m, inp, out: calls.append(inp[1].shape[0]))
+    x = noise_for(model)
+    got = official.sample(x["x2d"], latents=x["latents"], step_noise=x["step_noise"])
+    assert calls == [2, 2, 2, 2]     # K=2 steps x (plain, flipped) calls of B=2 windows each
+    want = model.sample(x["x2d"], latents=x["latents"], step_noise=x["step_noise"])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
 # --------------------------------------------------------------------------------- CUDA (if any)
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_bf16_sample_and_event_timing():
