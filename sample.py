@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     result, inp = pipeline.lift_keypoints(model, kf, cfg, args.layout, args.width, args.height, args.min_score, device)
     seconds = time.perf_counter() - start
     settings = pipeline.result_settings(cfg, inp, result, input=str(input_path), checkpoint=str(checkpoint),
-                                        device=str(device), input_layout=args.layout or kf.layout)
+                                        device=str(device), input_layout=args.layout or kf.layout,
+                                        backend=args.backend)
     names = model.skeleton.joint_names
     written = pipeline.save_result(out_dir, result, inp, settings, names)
     written.append(visualize.render_preview(out_dir / "preview.png", inp.pixels, model.keypoint_skeleton,

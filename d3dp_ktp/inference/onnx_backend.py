@@ -271,12 +271,19 @@ def onnx_model(model: D3DP, checkpoint: str | Path | None = None, cfg: OnnxConfi
     if isinstance(denoiser, OnnxDenoiser):
         return model
     path = cache_path(checkpoint, cache_key(denoiser, cfg))
-    if not path.is_file():
+    session = None
+    if path.is_file():
+        try:
+            session = make_session(path, cfg)
+        except Exception as err:  # ORT raises its own classes (InvalidProtobuf, Fail...) for a damaged file
+            print(f"note: the cached ONNX export {path} cannot be read ({type(err).__name__}); exporting it again",
+                  file=sys.stderr)
+    if session is None:
         if verbose:
             print(f"exporting the denoiser to ONNX (once for these weights): {path}", file=sys.stderr)
         export_denoiser(denoiser if _on_cpu(denoiser) else _cpu_copy(denoiser), path, cfg)
-    stand_in = OnnxDenoiser(make_session(path, cfg), denoiser.cfg, path)
-    return D3DP(stand_in, model.cfg, model.skeleton, model.keypoint_skeleton)
+        session = make_session(path, cfg)
+    return D3DP(OnnxDenoiser(session, denoiser.cfg, path), model.cfg, model.skeleton, model.keypoint_skeleton)
 
 
 def _on_cpu(module: nn.Module) -> bool:

@@ -1,6 +1,7 @@
 """The ONNX Runtime sampling backend: export checks, same results as torch, the cache, clear errors."""
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -102,6 +103,18 @@ def test_export_is_cached_beside_the_checkpoint_and_keyed_by_the_weights(checkpo
     assert not cache_dir.exists()
 
 
+def test_a_damaged_cached_file_is_exported_again(tmp_path, cache_dir, capsys):
+    model = tiny_model(seed=4)
+    path = ob.onnx_model(model, tmp_path).pose_estimator.path
+    path.write_bytes(path.read_bytes()[:100])                  # truncated, as by a full disk elsewhere
+    fast = ob.onnx_model(model, tmp_path)
+    assert "cannot be read" in capsys.readouterr().err and fast.pose_estimator.path == path
+    x2d, x_t, t = _inputs(2, 0)
+    with torch.no_grad():
+        torch.testing.assert_close(fast.pose_estimator(x2d, x_t, t), model.pose_estimator(x2d, x_t, t),
+                                   atol=1e-5, rtol=0)
+
+
 def test_unwritable_checkpoint_folder_falls_back_to_the_user_cache(tmp_path, cache_dir, capsys):
     # A file where the onnx/ folder would go: mkdir fails even for root (a chmod'ed folder would not).
     folder = tmp_path / "installed"
@@ -158,7 +171,9 @@ def test_sample_cli_onnx_backend_matches_the_torch_lift(monkeypatch, demo_dir, t
     model, _ = load_checkpoint(demo_dir / "checkpoint")
     kf = read_keypoints(demo_dir / "demo_input.npz")
     want, _ = lift_keypoints(model, kf, LiftConfig(num_hypotheses=2, num_steps=2))   # the torch backend
-    got = np.load(tmp_path / "onnx" / "poses_3d.npz")["poses_3d"]
+    with np.load(tmp_path / "onnx" / "poses_3d.npz") as npz:
+        got, settings = npz["poses_3d"], json.loads(str(npz["settings"]))
+    assert settings["backend"] == "onnx"
     assert np.linalg.norm(got - want.poses_3d, axis=-1).mean() < 1e-6
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     capsys.readouterr()
