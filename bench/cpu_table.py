@@ -172,6 +172,11 @@ def main(argv=None) -> str:
     import tempfile
 
     args = parse_args(argv)
+    from d3dp_ktp.inference.onnx_backend import check_backend
+    try:
+        check_backend("onnx")   # the table has ONNX Runtime rows
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     parts = [header(args)]
