@@ -44,6 +44,7 @@ windows that are cross-faded, shorter ones are padded. A busy CPU may run faster
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "closer to fp32, about 0.2 mm on the demo model, bf16 about 2 mm) (default fp32)")
     r.add_argument("--threads", type=int, metavar="N", help="CPU threads for PyTorch (default: PyTorch's choice)")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no notes (warnings and errors still show)")
+    r.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="onnx: run the network in ONNX Runtime on the CPU (faster on CPUs; exported once per "
+                        "checkpoint; needs: pip install onnx onnxruntime) (default torch)")
     return p
 
 
@@ -168,13 +172,16 @@ def run(args: argparse.Namespace) -> int:
                               flip=not args.no_flip, seed=args.seed, batch_size=args.batch_size, stride=args.stride,
                               agg=args.agg, focal=args.focal, save_hypotheses=args.save_hypotheses,
                               dtype=args.dtype)
-    device = pipeline.resolve_device(args.device)
+    device = pipeline.resolve_device("cpu" if args.backend == "onnx" and args.device == "auto" else args.device)
     checkpoint = plan.checkpoint
     model, _ = load_checkpoint(checkpoint, map_location=device, **plan.model_layout)
     model.to(device)  # official .bin files load on the CPU
     if not hasattr(model, "sample"):
         raise ValueError(f"{checkpoint} is a deterministic lifter, not a D3DP diffusion model; sample.py needs "
                          "a checkpoint trained with model.diffusion: true")
+    if args.backend == "onnx":
+        from d3dp_ktp.inference.onnx_backend import onnx_model  # onnxruntime: an optional dependency
+        model = onnx_model(model, checkpoint)
     for person in plan.people:
         lift_person(args, plan, person, model, cfg, device)
     return 0
@@ -243,6 +250,13 @@ def check_args(args: argparse.Namespace) -> None:
             raise ValueError(message)
     if args.layout is not None:
         get_layout(args.layout)
+    if args.backend == "onnx":
+        missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ValueError(f"--backend onnx needs {' and '.join(missing)}, which is not installed; install it "
+                             'with: pip install "onnx>=1.14" "onnxruntime>=1.16" (or pip install .[onnx])')
+        if args.dtype != "fp32" or args.device.startswith("cuda"):
+            raise ValueError("--backend onnx runs fp32 on the CPU; drop --dtype/--device cuda, or use --backend torch")
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -280,7 +294,8 @@ def lift_person(args: argparse.Namespace, plan, person, model, cfg, device) -> N
                                               device, progress=bar.update)
     seconds = time.perf_counter() - start
     settings = pipeline.result_settings(cfg, inp, result, input=str(input_path), checkpoint=str(checkpoint),
-                                        device=str(device), input_layout=args.layout or kf.layout)
+                                        device=str(device), input_layout=args.layout or kf.layout,
+                                        backend=args.backend)
     settings.update(person_settings(person))
     fps, fps_source = outputs.resolve_fps(plan.video and plan.video.fps, kf.extras.get("fps"), args.fps)
     out_cfg = outputs.OutputConfig(body=outputs.BodyConfig(consistent=not args.raw, smooth=args.smooth, world=args.world),

@@ -27,9 +27,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from d3dp_ktp import perf  # noqa: E402
-from d3dp_ktp.diffusion import DiffusionConfig  # noqa: E402
+from d3dp_ktp.diffusion import D3DP, DiffusionConfig  # noqa: E402
 from d3dp_ktp.factory import build_diffusion  # noqa: E402
-from d3dp_ktp.models import ModelConfig  # noqa: E402
+from d3dp_ktp.models import ModelConfig, build_model  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,6 +61,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="memory: only the training-memory estimate (activations saved for backward), no timing")
     r.add_argument("--check", action="store_true",
                    help="compare sampled x0 with fp32 eager attention=math (same latents and step noise)")
+    r.add_argument("--official", action="store_true",
+                   help="also time the official-equivalent sampler on the same inputs (fp32 eager, explicit "
+                        "softmax attention, flip as a second denoiser pass) and print the speed-up over it")
+    r.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="sampling backend: onnx runs the denoiser in ONNX Runtime (CPU, fp32)")
     r.add_argument("--budget-gib", type=float, default=None, help="memory budget for max_windows_for_budget "
                    "(default: 0.8 x free GPU memory, or 0.5 x available RAM on CPU)")
     r.add_argument("--ceiling-n", type=int, default=None,
@@ -77,6 +82,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise SystemExit(f"--threads must be >= 1, got {args.threads}")
     if args.warmup < 0:
         raise SystemExit(f"--warmup must be >= 0, got {args.warmup}")
+    if args.backend == "onnx" and (args.dtype != "fp32" or args.compile or torch.device(args.device).type != "cpu"):
+        raise SystemExit("--backend onnx runs fp32 on the CPU: use --dtype fp32 --device cpu, without --compile")
     return args
 
 
@@ -100,6 +107,34 @@ def make_inputs(args, model) -> dict:
          "t": torch.randint(0, model.cfg.num_train_timesteps, (B,), generator=g),
          "noise": torch.randn(B, T, J, 3, generator=g)}
     return {k: v.to(args.device) for k, v in x.items()}
+
+
+class OfficialEquivalentD3DP(D3DP):
+    """The official D3DP sampler's execution on our weights: the same DDIM loop and passes, but the
+    flipped input is a second denoiser call (official ``ddim_sample`` calls the network twice per step),
+    run fp32 eager with explicit softmax attention (what the official Attention does)."""
+
+    def predict_x0(self, x2d, x2d_flip, x, t, dtype=None):
+        s, c = self.cfg.scale, self.cfg.clamp
+        x_in = torch.clamp(x, -c * s, c * s) / s
+        t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        p = self.pose_estimator(x2d, x_in, t_batch).float()
+        if x2d_flip is not None:
+            p_flip = self.pose_estimator(x2d_flip, self.flip_3d(x_in), t_batch).float()
+            p = (p + self.flip_3d(p_flip)) / 2
+        return torch.clamp(p * s, -c * s, c * s)
+
+
+def official_equivalent(model: D3DP) -> OfficialEquivalentD3DP:
+    """A fresh fp32 eager attention='math' copy of ``model``'s weights with the official flip passes."""
+    denoiser = model.pose_estimator
+    twin = build_model(replace(denoiser.cfg, attention="math")).to(next(denoiser.parameters()).device)
+    twin.load_state_dict(denoiser.state_dict())
+    return OfficialEquivalentD3DP(twin, model.cfg, model.skeleton, model.keypoint_skeleton).eval()
+
+
+def official_sample_fn(model, x: dict):
+    return lambda: model.sample(x["x2d"], latents=x["latents"], step_noise=x["step_noise"])
 
 
 def sample_fn(model, x: dict, args):
@@ -169,16 +204,17 @@ def measure(fn, flops: int, warmup: int, args, peak: float | None, ceiling: floa
             "peak_memory_bytes": mem, "peak_memory_kind": mem_kind, "times_s": times}
 
 
-def run_check(model, x: dict, args) -> dict:
-    """Sampled x0 of the benchmarked variant vs fp32 eager attention='math', same latents and z."""
+def run_check(model, sampler, x: dict, args) -> dict:
+    """Sampled x0 of the benchmarked variant (``sampler``: ``model`` or its ONNX twin) vs fp32 eager
+    attention='math' with ``model``'s weights, same latents and z."""
     reference = build_diffusion(replace(model.pose_estimator.cfg, attention="math"), model.cfg).to(args.device)
     reference.load_state_dict(model.state_dict())
     x0_ref = reference.sample(x["x2d"], latents=x["latents"], step_noise=x["step_noise"])
-    x0 = sample_fn(model, x, args)()
+    x0 = sample_fn(sampler, x, args)()
     diff = (x0.double() - x0_ref.double()).abs()
     compiled = perf.compiled_forward(model)
     variant = (f"{args.dtype} {'compiled' if compiled is not None and compiled.active else 'eager'} "
-               f"attention={args.attention}")
+               f"attention={args.attention}" + (" onnxruntime" if args.backend == "onnx" else ""))
     return {"reference": "fp32 eager attention=math", "variant": variant,
             "mean_abs_diff_mm": diff.mean().item() * 1e3, "max_abs_diff_mm": diff.max().item() * 1e3,
             "final_step_mean_abs_diff_mm": diff[:, -1].mean().item() * 1e3,
@@ -210,7 +246,9 @@ def environment(args) -> dict:
     return {"device": str(device), "device_name": name, "torch": torch.__version__,
             "float32_matmul_precision": torch.get_float32_matmul_precision(), "python": platform.python_version(),
             # CPU figures are only comparable at similar load: other processes share the cores.
-            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            # Without AVX512-BF16/AMX, CPU bf16 is emulated and slower than fp32 (perf.cpu_native_half).
+            "cpu_native_bf16": perf.cpu_native_half("bf16") if device.type == "cpu" else None}
 
 
 def fmt(value, spec: str) -> str:
@@ -221,16 +259,19 @@ def pct(fraction) -> str:
     return fmt(None if fraction is None else 100 * fraction, ".1f")
 
 
+PHASE_NAMES = {"sample": "sample", "official": "sample, official-equivalent", "train": "train"}
+
+
 def table(results: dict) -> str:
     head = ("phase", "ms/call", "windows/s", "seq/s", "frames/s", "GFLOP/call", "TFLOP/s", "MFU", "%ceiling",
             "peak MiB")
     rows = [head]
-    for phase in ("sample", "train"):
+    for phase in ("sample", "official", "train"):
         r = results.get(phase)
         if r is None:
             continue
-        rows.append((phase, fmt(r["ms_per_call_median"], ".1f"),
-                     fmt(r["items_per_s"] if phase == "sample" else None, ".3g"),
+        rows.append((PHASE_NAMES[phase], fmt(r["ms_per_call_median"], ".1f"),
+                     fmt(r["items_per_s"] if phase != "train" else None, ".3g"),
                      fmt(r["items_per_s"] if phase == "train" else None, ".3g"), fmt(r["frames_per_s"], ".4g"),
                      fmt(r["flops_per_call"] / 1e9, ".1f"), fmt(r["tflops_achieved"], ".3g"), pct(r["mfu"]),
                      pct(r["fraction_of_matmul_ceiling"]), fmt(r["peak_memory_bytes"] / 2 ** 20, ".0f")))
@@ -244,13 +285,19 @@ def run(args) -> dict:
     x = make_inputs(args, model)
     phases = {p: fn for p, fn in (("sample", sample_fn(model, x, args)), ("train", train_fn(model, x, args)))
               if args.only in (p, "both")}
+    if args.official and "sample" in phases:
+        phases["official"] = keep_last(official_sample_fn(official_equivalent(model), x))
     memory = train_memory(model, x, args) if args.only in ("train", "both", "memory") else None
-    # Counting runs each call once, eagerly: FLOPs do not depend on dtype or compilation.
+    # Counting runs each call once, eagerly: FLOPs do not depend on dtype, compilation or backend.
     flops = {p: perf.count_flops(fn) for p, fn in phases.items()}
     if args.compile:
         perf.compile_denoiser(model, args.compile_mode, on_error=args.compile_on_error)
-    # The counting call warmed the eager model; a compiled one still needs all its warm-up calls.
-    warmup = args.warmup if args.compile else max(args.warmup - 1, 0)
+    sampler = onnx_sampler(model) if args.backend == "onnx" else model
+    if "sample" in phases:
+        phases["sample"] = keep_last(sample_fn(sampler, x, args))
+    # The counting call warmed the eager torch model; a compiled or ONNX one still needs all its warm-ups.
+    fresh = args.compile or args.backend == "onnx"
+    warmup = {p: args.warmup if fresh and p == "sample" else max(args.warmup - 1, 0) for p in phases}
     peak = perf.peak_device_tflops(args.device, args.dtype)
     n = args.ceiling_n if args.ceiling_n is not None else (8192 if torch.device(args.device).type == "cuda" else 2048)
     ceiling = perf.measure_matmul_tflops(args.device, args.dtype, n=n, iters=5) if n > 0 else None
@@ -259,9 +306,16 @@ def run(args) -> dict:
            "denoiser_flops_per_sequence_analytic": perf.denoiser_flops(model.pose_estimator.cfg),
            "train_memory": memory}
     if args.check:
-        out["check"] = run_check(model, x, args)
+        out["check"] = run_check(model, sampler, x, args)
     for p, fn in phases.items():
-        out[p] = measure(fn, flops[p], warmup, args, peak, ceiling)
+        # The official-equivalent path is fp32 whatever --dtype says: no MFU against a bf16 peak.
+        same = p != "official" or args.dtype == "fp32"
+        out[p] = measure(fn, flops[p], warmup[p], args, peak if same else perf.peak_device_tflops(args.device, "fp32"),
+                         ceiling if same else None)
+    if "official" in out:
+        out["speedup_over_official"] = out["official"]["ms_per_call_median"] / out["sample"]["ms_per_call_median"]
+        diff = (phases["sample"].last.double() - phases["official"].last.double()).abs()
+        out["official_max_abs_diff_mm"] = diff.max().item() * 1e3
     compiled = perf.compiled_forward(model)
     out["compiled"] = compiled is not None and compiled.active
     budget = memory_budget(args)
@@ -271,11 +325,36 @@ def run(args) -> dict:
     return out
 
 
+class keep_last:  # noqa: N801 (used like a function)
+    """``fn`` that remembers its last result, so the timed calls double as the outputs to compare."""
+
+    def __init__(self, fn):
+        self.fn, self.last = fn, None
+
+    def __call__(self):
+        self.last = self.fn()
+        return self.last
+
+
+def onnx_sampler(model):
+    """``model`` with its denoiser exported to ONNX Runtime (into a temporary folder, removed at exit)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from d3dp_ktp.inference.onnx_backend import onnx_model
+
+    folder = tempfile.mkdtemp(prefix="bench-onnx-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return onnx_model(model, folder, verbose=False)
+
+
 def report(out: dict) -> str:
     a, env = out["config"], out["environment"]
     load = env["load_average_1min"]
     lines = [f"device: {env['device_name']} | load {fmt(load, '.1f')} | torch {env['torch']} | dtype {a['dtype']} | "
-             f"compiled {out['compiled']} | attention {a['attention']}",
+             f"compiled {out['compiled']} | attention {a['attention']} | backend {a['backend']}"
+             + (f" | native bf16 {env['cpu_native_bf16']}" if env.get("cpu_native_bf16") is not None else ""),
              f"config: {a['arch']} T={a['frames']} C={a['channels']} L={a['depth']} heads={a['heads']} "
              f"H={a['hypotheses']} K={a['steps']} flip={not a['no_flip']} B={a['batch_size']} "
              f"(warmup {a['warmup']}, iters {a['iters']}, median)",
@@ -285,6 +364,10 @@ def report(out: dict) -> str:
              table(out)] + _memory_lines(out) + [
              f"max windows per sample call within {out['memory_budget_bytes'] / 2 ** 30:.1f} GiB: "
              f"{out['max_windows_for_budget']}"]
+    if "speedup_over_official" in out:
+        lines.append(f"speed-up over the official-equivalent sampler (fp32 eager, explicit softmax attention, "
+                     f"flip as a second pass; same inputs and passes): {out['speedup_over_official']:.2f}x; "
+                     f"max |dx0| between the two {out['official_max_abs_diff_mm']:.4f} mm")
     if "check" in out:
         c = out["check"]
         lines.append(f"check ({c['variant']} vs {c['reference']}): mean |dx0| {c['mean_abs_diff_mm']:.4f} mm, "

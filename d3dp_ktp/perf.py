@@ -44,7 +44,9 @@ def autocast(device: str | torch.device, dtype: str | torch.dtype | None):
 
     Only autocast-listed ops (linear, matmul, sdpa) drop to bf16/fp16; LayerNorm, softmax and the
     DDIM arithmetic stay in fp32, and ``predict_x0``/``loss`` cast the network output back to fp32.
-    fp16 training additionally needs ``torch.amp.GradScaler`` (bf16 does not).
+    fp16 training additionally needs ``torch.amp.GradScaler`` (bf16 does not). On a CPU without
+    hardware support for the dtype (`cpu_native_half`) it warns once: emulated half-precision
+    matmuls plus the casts are slower than fp32, not faster.
     """
     dt = resolve_dtype(dtype)
     device_type = torch.device(device).type
@@ -52,7 +54,52 @@ def autocast(device: str | torch.device, dtype: str | torch.dtype | None):
         return contextlib.nullcontext()
     if device_type == "cuda" and dt == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         raise ValueError(f"this GPU ({torch.cuda.get_device_name()}) has no bf16 support; use dtype 'fp16'")
+    if device_type == "cpu" and not cpu_native_half(dt):
+        _warn_emulated(dt)
     return torch.autocast(device_type, dtype=dt)
+
+
+# CPU features with hardware bf16/fp16 arithmetic: x86 AVX512-BF16 / AMX-BF16 (Cooper Lake, Sapphire
+# Rapids, Zen 4+) and AVX512-FP16 / AMX-FP16; Arm's BF16 extension and half-precision SIMD (asimdhp).
+# Without them oneDNN and the autocast casts emulate the dtype through fp32, several times slower.
+_NATIVE_CPU_FLAGS = {torch.bfloat16: ("avx512_bf16", "amx_bf16", "bf16"),
+                     torch.float16: ("avx512_fp16", "amx_fp16", "asimdhp")}
+
+
+def cpu_features() -> set[str]:
+    """Lower-case CPU feature names: torch's own detection (cpuinfo) where available, else /proc/cpuinfo."""
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if capabilities is not None:
+        try:
+            return {name.lower() for name, present in capabilities().items() if present is True}
+        except (RuntimeError, AttributeError):
+            pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln.split(":", 1)[1] for ln in f if ln.split(":", 1)[0].strip() in ("flags", "Features")]
+    except OSError:
+        return set()
+    return {flag.lower() for line in lines[:1] for flag in line.split()}
+
+
+def cpu_native_half(dtype: str | torch.dtype) -> bool:
+    """True if this CPU computes ``dtype`` (bf16 or fp16) in hardware; True for fp32."""
+    dt = resolve_dtype(dtype)
+    return dt == torch.float32 or bool(set(_NATIVE_CPU_FLAGS[dt]) & cpu_features())
+
+
+def _warn_emulated(dt: torch.dtype) -> None:
+    global _WARNED_EMULATED
+    if dt in _WARNED_EMULATED:  # once per process: the sampler enters autocast at every step
+        return
+    _WARNED_EMULATED = _WARNED_EMULATED | {dt}
+    name = {torch.bfloat16: "bf16", torch.float16: "fp16"}[dt]
+    flags = "/".join(f.upper() for f in _NATIVE_CPU_FLAGS[dt][:2])
+    warnings.warn(f"this CPU has no native {name} ({flags}): {name} autocast is emulated and typically 2-8x "
+                  "slower than fp32 here; use dtype fp32 on this CPU", RuntimeWarning, stacklevel=3)
+
+
+_WARNED_EMULATED: frozenset = frozenset()
 
 
 # --------------------------------------------------------------------------- torch.compile

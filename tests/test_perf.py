@@ -5,6 +5,7 @@ import copy
 import json
 import subprocess
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -105,6 +106,65 @@ def test_autocast_fp32_is_a_no_op_and_bad_dtypes_are_rejected():
         assert torch.is_autocast_enabled("cpu")
     with pytest.raises(ValueError, match="bf16"):
         perf.autocast("cpu", "int8")
+
+
+@pytest.fixture
+def cpu_flags(monkeypatch):
+    """Pretend the CPU has the given feature flags; the once-per-process warning is re-armed."""
+    monkeypatch.setattr(perf, "_WARNED_EMULATED", frozenset())
+    return lambda *flags: monkeypatch.setattr(perf, "cpu_features", lambda: set(flags))
+
+
+def test_cpu_native_half_reads_the_cpu_features(cpu_flags):
+    cpu_flags("avx2", "avx512f")                      # AVX-512 without its BF16 extension
+    assert not perf.cpu_native_half("bf16") and not perf.cpu_native_half(torch.float16)
+    assert perf.cpu_native_half("fp32")
+    cpu_flags("avx512f", "avx512_bf16")               # Zen 4, Cooper Lake
+    assert perf.cpu_native_half("bf16") and not perf.cpu_native_half("fp16")
+    cpu_flags("amx_bf16", "amx_fp16")                 # Sapphire Rapids and later
+    assert perf.cpu_native_half("bf16") and perf.cpu_native_half("fp16")
+
+
+def test_cpu_features_falls_back_to_proc_cpuinfo(monkeypatch, tmp_path):
+    monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 AVX512_BF16\n\nprocessor\t: 1\nflags\t: fpu\n")
+    real_open = open
+    monkeypatch.setattr(perf, "open", lambda path, *a, **k: real_open(cpuinfo if path == "/proc/cpuinfo" else path,
+                                                                        *a, **k), raising=False)
+    assert perf.cpu_features() == {"fpu", "sse2", "avx2", "avx512_bf16"}
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns_once(cpu_flags):
+    cpu_flags("avx2")
+    with pytest.warns(RuntimeWarning, match="no native bf16 .*slower than fp32"):
+        with perf.autocast("cpu", "bf16"):
+            assert torch.is_autocast_enabled("cpu")   # an explicit request is still honoured
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with perf.autocast("cpu", "bf16"):             # once per process, not at every DDIM step
+            pass
+        cpu_flags("avx512_bf16")
+        perf._WARNED_EMULATED = frozenset()
+        with perf.autocast("cpu", "bf16"), perf.autocast("cpu", "fp32"):
+            pass                                       # native bf16, and fp32: no warning
+
+
+def test_half_precision_is_never_the_default():
+    """fp32 unless bf16/fp16 is asked for: sample.py, the Python API, evaluation and the bench."""
+    import importlib.util
+
+    from d3dp_ktp.evaluation.config import EvalConfig
+    from d3dp_ktp.inference.pipeline import LiftConfig
+
+    assert LiftConfig().dtype == "fp32" and EvalConfig().dtype == "fp32"
+    for script in ("sample.py", "bench/bench.py"):
+        spec = importlib.util.spec_from_file_location(f"_defaults_{Path(script).stem}", REPO / script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        parser = module.build_parser() if hasattr(module, "build_parser") else None
+        args = parser.parse_args([]) if parser else module.parse_args([])
+        assert args.dtype == "fp32", script
 
 
 def test_attention_math_and_sdpa_agree():
@@ -261,6 +321,47 @@ def test_bench_cli_writes_json(tmp_path):
     assert result["sample"]["flops_per_call"] == pytest.approx(2 * 2 * 2 * 2 * per_sequence, rel=0.01)
     assert result["check"]["mean_abs_diff_mm"] < 1e-3  # fp32 sdpa vs fp32 math
     assert result["max_windows_for_budget"] >= 1 and result["compiled"] is False
+
+
+def _bench_module():
+    sys.path.insert(0, str(REPO / "bench"))
+    import bench
+    return bench
+
+
+def test_bench_official_equivalent_side_by_side_and_onnx_backend(capsys):
+    """One run times ours and the official-equivalent path on the same inputs: same FLOPs (same
+    passes), the same x0 up to float rounding, and the ratio of the two medians."""
+    pytest.importorskip("onnxruntime", reason="the ONNX backend's optional dependencies are missing: "
+                        "pip install onnx onnxruntime")
+    bench = _bench_module()
+    argv = ["-T", "9", "-C", "32", "-L", "1", "--heads", "4", "-H", "2", "-K", "2", "-B", "2", "--device", "cpu",
+            "--warmup", "1", "--iters", "2", "--ceiling-n", "0", "--only", "sample", "--official", "--check"]
+    r = bench.main(argv + ["--backend", "onnx"])
+    stdout = capsys.readouterr().out
+    assert "sample, official-equivalent" in stdout and "speed-up over the official-equivalent" in stdout
+    assert r["official"]["flops_per_call"] == r["sample"]["flops_per_call"] > 0
+    assert r["speedup_over_official"] == pytest.approx(
+        r["official"]["ms_per_call_median"] / r["sample"]["ms_per_call_median"])
+    assert 0 < r["official_max_abs_diff_mm"] < 1e-2         # ORT + sdpa vs math: float rounding only
+    assert "onnxruntime" in r["check"]["variant"] and r["check"]["max_abs_diff_mm"] < 1e-2
+    with pytest.raises(SystemExit, match="--backend onnx runs fp32 on the CPU"):
+        bench.parse_args(argv + ["--backend", "onnx", "--dtype", "bf16"])
+
+
+def test_official_equivalent_runs_flip_as_a_second_pass_with_explicit_attention():
+    bench = _bench_module()
+
+    model = d3dp()
+    official = bench.official_equivalent(model)
+    assert official.pose_estimator.cfg.attention == "math" and official.pose_estimator is not model.pose_estimator
+    calls = []
+    official.pose_estimator.register_forward_hook(lambda m, inp, out: calls.append(inp[1].shape[0]))
+    x = noise_for(model)
+    got = official.sample(x["x2d"], latents=x["latents"], step_noise=x["step_noise"])
+    assert calls == [2, 2, 2, 2]     # K=2 steps x (plain, flipped) calls of B=2 windows each
+    want = model.sample(x["x2d"], latents=x["latents"], step_noise=x["step_noise"])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
 # --------------------------------------------------------------------------------- CUDA (if any)
