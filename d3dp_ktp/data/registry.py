@@ -63,7 +63,7 @@ def load_splits(cfg: DataConfig) -> tuple[PoseDataset, PoseDataset]:
 
 def build_train_loader(cfg: DataConfig, dataset: PoseDataset) -> tuple[DataLoader, ChunkBatchSampler]:
     """DataLoader over T-frame chunks; keep the sampler to save/restore its RandomState."""
-    chunks = ChunkDataset.from_dataset(dataset, cfg.num_frames, cfg.flip_mode)
+    chunks = ChunkDataset.from_dataset(dataset, cfg.num_frames, cfg.flip_mode, cfg.augment, cfg.seed)
     sampler = ChunkBatchSampler(chunks, cfg.batch_size, seed=cfg.seed)
     loader = DataLoader(chunks, batch_sampler=sampler, num_workers=cfg.num_workers,
                         persistent_workers=cfg.num_workers > 0)
