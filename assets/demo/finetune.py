@@ -25,14 +25,18 @@ def main(argv=None) -> int:
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--init", default=str(Path(__file__).resolve().parent / "checkpoint"),
                         help="checkpoint folder whose weights start the run")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from <train.output_dir>/state (weights, optimizer, data order) instead")
     args = parser.parse_args(argv)
     cfg = load_experiment(args.config, args.overrides)
     from d3dp_ktp.training.trainer import Trainer
-    trainer = Trainer(cfg)
-    start, _ = load_checkpoint(args.init)
-    with torch.no_grad():
-        missing = trainer.unwrapped.load_state_dict(start.state_dict(), strict=True)
-    print(f"initialised from {args.init} ({missing})")
+    resume = args.resume and (Path(cfg.train.output_dir) / "state").is_dir()
+    trainer = Trainer(cfg, resume=resume)
+    if not resume:
+        start, _ = load_checkpoint(args.init)
+        with torch.no_grad():
+            missing = trainer.unwrapped.load_state_dict(start.state_dict(), strict=True)
+        print(f"initialised from {args.init} ({missing})")
     state = trainer.fit()
     print(f"done: {state.epoch} epochs, {state.global_step} steps, best {state.best:.1f} mm; "
           f"checkpoints in {cfg.train.output_dir}")

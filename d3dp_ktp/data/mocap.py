@@ -260,7 +260,7 @@ def trial_names(path, subject: str | None = None, subject_map=None) -> tuple[str
     try:
         cmu_subject, action = parse_trial_name(path)
     except ValueError:
-        cmu_subject, action = path.resolve().parent.name or "subject", path.stem
+        cmu_subject, action = path.absolute().parent.name or "subject", path.stem
     return subject or cmu_subject, action
 
 
@@ -280,10 +280,11 @@ def read_subject_csv(path) -> dict[str, tuple[str, str | None]]:
     return out
 
 
-def choose_rig(motion: BvhMotion, where: str) -> RigMap:
-    """A built-in rig whose joints all exist, else the guess from joint names (``rigs.guess_rig_map``)."""
+def choose_rig(motion: BvhMotion, where: str, builtin: bool = True) -> RigMap:
+    """A built-in rig whose joints all exist (unless ``builtin`` is False), else the guess from joint
+    names (``rigs.guess_rig_map``)."""
     names = set(motion.joint_names)
-    for rig in RIGS:
+    for rig in RIGS if builtin else ():
         if rig.required_joints() <= names:
             return rig
     try:
@@ -323,12 +324,13 @@ def up_axis(poses: np.ndarray) -> tuple[int, float]:
 
 
 def load_trial(path, cfg: MocapConfig = MocapConfig(), rig: RigMap | None = None, subject: str | None = None,
-               subject_map=None) -> Trial:
+               subject_map=None, builtin_rigs: bool = True) -> Trial:
     """BVH file -> Trial in the 17-joint layout: metres, Z up, floor z = 0, root centred, cfg.fps.
 
-    ``rig``: a rig map (``--rig-map``); None picks a built-in rig or guesses one from the joint names."""
+    ``rig``: a rig map (``--rig-map``); None picks a built-in rig (if ``builtin_rigs``) or guesses one
+    from the joint names."""
     motion = load_bvh(path)
-    rig = rig or choose_rig(motion, str(path))
+    rig = rig or choose_rig(motion, str(path), builtin_rigs)
     missing = sorted(rig.required_joints() - set(motion.joint_names))
     if missing:
         raise ValueError(f"{path}: rig map '{rig.name}' names joints this file lacks: {missing}")
@@ -485,7 +487,7 @@ def _subject_cameras(subject: str, actions: dict, cfg: MocapConfig) -> list[dict
 
 
 def build_dataset(bvh_files, cfg: MocapConfig = MocapConfig(), rig: RigMap | None = None,
-                  subject: str | None = None, subject_map=None) -> MocapDataset:
+                  subject: str | None = None, subject_map=None, builtin_rigs: bool = True) -> MocapDataset:
     """Convert BVH files into 3D poses, per-subject cameras and clean (+ noisy) 2D keypoints.
 
     ``rig``/``subject``/``subject_map``: see :func:`load_trial` and :func:`trial_names`."""
@@ -493,7 +495,7 @@ def build_dataset(bvh_files, cfg: MocapConfig = MocapConfig(), rig: RigMap | Non
     repaired: dict = {}
     info = []
     for path in bvh_files:
-        trial = load_trial(path, cfg, rig, subject, subject_map)
+        trial = load_trial(path, cfg, rig, subject, subject_map, builtin_rigs)
         info.append(trial.info)
         if trial.action in positions_3d.get(trial.subject, {}):
             raise ValueError(f"{path}: trial {trial.action} of {trial.subject} appears twice")

@@ -35,6 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--list-joints", metavar="FILE", help="print FILE's joint hierarchy with the automatic "
                         "mapping and a rig map to start from, then exit")
     parser.add_argument("--rig-map", metavar="YAML", help="rig map for every file (format: d3dp_ktp/data/rigs.py)")
+    parser.add_argument("--no-builtin-rigs", action="store_true",
+                        help="map the CMU rigs by joint names too, as any other rig (a check of the heuristics)")
     parser.add_argument("--units", choices=sorted(UNITS), help="file units for every file (default: the rig "
                         "map's, else detected from the body's height)")
     parser.add_argument("--subject", help="subject name for every file (CMU trial names still name the action)")
@@ -102,7 +104,8 @@ def main(argv=None) -> int:
                           max_seconds_per_file=args.max_seconds_per_file, units=args.units)
         rig = load_rig_map(args.rig_map) if args.rig_map else None
         subject_map = read_subject_csv(args.subjects_csv) if args.subjects_csv else None
-        dataset = build_dataset(find_bvh_files(args.bvh_dir), cfg, rig, args.subject, subject_map)
+        dataset = build_dataset(find_bvh_files(args.bvh_dir), cfg, rig, args.subject, subject_map,
+                                not args.no_builtin_rigs)
         paths = write_dataset(dataset, Path(args.out), args.name)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
