@@ -145,7 +145,8 @@ def translation_modes(motion: BvhMotion) -> tuple[str | None, ...]:
 
     Non-root: the reading whose median |translation| is closer (in ratio) to |OFFSET|, the rest bone
     length. Root: 'add' when the channels along the OFFSET's direction are below half of it in the lowest
-    5% of frames (the OFFSET holds the rest height, the channels a displacement). A zero OFFSET gives 'replace' (both readings agree)."""
+    5% of frames (the OFFSET holds the rest height, the channels a displacement). A zero OFFSET
+    gives 'replace' (both readings agree)."""
     modes = []
     for j, cols in enumerate(_position_columns(motion)):
         if not cols:

@@ -1,4 +1,7 @@
-"""CMU mocap (BVH) -> 17-joint Human3.6M poses, virtual cameras and VideoPose3D-style npz files.
+"""Mocap (BVH, any rig) -> 17-joint Human3.6M poses, virtual cameras and VideoPose3D-style npz files.
+
+Rigs other than the two CMU ones below are mapped by ``d3dp_ktp/data/rigs.py`` (joint-name
+heuristics or a YAML rig map); units, translations, floor and subjects: docs/mocap.md.
 
 The data was obtained from mocap.cs.cmu.edu. The database was created with funding from
 NSF EIA-0196217.

@@ -8,7 +8,7 @@ import pytest
 from d3dp_ktp.data import augment as A
 from d3dp_ktp.data.config import AugmentConfig, DataConfig
 from d3dp_ktp.data.custom import camera_info, custom_camera
-from d3dp_ktp.data.dataset import Video, camera_space, normalize_2d
+from d3dp_ktp.data.dataset import Video, camera_space
 from d3dp_ktp.data.windows import ChunkBatchSampler, ChunkDataset
 from d3dp_ktp.skeleton import H36M
 
