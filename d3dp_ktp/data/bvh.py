@@ -6,8 +6,11 @@ Conventions (the common reading of the BVH format, e.g. Blender's and CMU's conv
 * A joint's OFFSET is its position in its parent's frame when all rotations are zero.
 * Rotation channels are Euler angles in degrees, composed *intrinsically in the listed order*:
   ``Zrotation Xrotation Yrotation`` gives ``R = Rz @ Rx @ Ry``. Each joint has its own order.
-* Position channels are added to the OFFSET (for roots with a zero OFFSET that is the absolute
-  position; rigs that store the rest height in the root OFFSET then animate a displacement).
+* Position channels on any joint are its local translation and replace its OFFSET (Blender's and
+  MotionBuilder's reading; a rig with translations on every joint keeps its size). Some exporters
+  instead store the rest translation in the OFFSET and animate a displacement from it (iClone's root:
+  OFFSET at hip height, channels near zero); :func:`translation_modes` tells the two apart per joint
+  ('replace' or 'add') from which reading keeps the rest-pose bone length (root: the rest height).
 * World transform: ``R_j = R_parent @ R_local_j`` and ``p_j = p_parent + R_parent @ t_local_j``.
 * An End Site becomes an extra joint named ``<parent>_End`` with no channels.
 """
@@ -48,9 +51,12 @@ def _parse_hierarchy(tokens: list[str], where: str):
     while i < len(tokens) and tokens[i] != "MOTION":
         tok = tokens[i]
         if tok in ("ROOT", "JOINT"):
-            names.append(tokens[i + 1])
-            i += 2
+            end = tokens.index("{", i + 1) if "{" in tokens[i + 1:] else len(tokens)
+            names.append(" ".join(tokens[i + 1:end]))  # names may hold spaces ('Bip01 L Thigh')
+            i = end
         elif tok == "End":  # "End Site"
+            if not stack:
+                raise ValueError(f"{where}: End Site outside any joint")
             names.append(f"{names[stack[-1]]}_End")
             i += 2
         elif tok == "{":
@@ -126,29 +132,77 @@ def axis_rotation(axis: str, angle_deg: np.ndarray) -> np.ndarray:
     return out
 
 
-def _local_transforms(motion: BvhMotion):
+def _position_columns(motion: BvhMotion) -> list[dict[int, int]]:
+    """Per joint: axis -> MOTION column of its position channels."""
+    out, col = [], 0
+    for chans in motion.channels:
+        out.append({_AXES[c[0]]: col + i for i, c in enumerate(chans) if c.endswith("position")})
+        col += len(chans)
+    return out
+
+
+def translation_modes(motion: BvhMotion) -> tuple[str | None, ...]:
+    """Per joint: None (no position channels), 'replace' (channels are the local translation) or
+    'add' (channels are a displacement added to the OFFSET); see the module docstring.
+
+    Non-root: the reading whose median |translation| is closer (in ratio) to |OFFSET|, the rest bone
+    length. Root: 'add' when the channels along the OFFSET's direction are below half of it in the lowest
+    5% of frames (the OFFSET holds the rest height, the channels a displacement). A zero OFFSET
+    gives 'replace' (both readings agree)."""
+    modes = []
+    for j, cols in enumerate(_position_columns(motion)):
+        if not cols:
+            modes.append(None)
+            continue
+        offset = motion.offsets[j]
+        length = float(np.linalg.norm(offset))
+        values = np.zeros((motion.num_frames, 3))
+        for axis, col in cols.items():
+            values[:, axis] = motion.motion[:, col]
+        if length < 1e-9:
+            modes.append("replace")
+        elif motion.parents[j] < 0:
+            along = float(np.percentile(values @ (offset / length), 5))  # standing frames: climbs go higher
+            modes.append("add" if along < 0.5 * length else "replace")
+        else:
+            ratio = [abs(np.log(max(float(np.median(np.linalg.norm(t, axis=-1))), 1e-12) / length))
+                     for t in (values, values + offset)]
+            modes.append("replace" if ratio[0] <= ratio[1] else "add")
+    return tuple(modes)
+
+
+def _local_transforms(motion: BvhMotion, modes):
     """Per-joint local rotation (F, 3, 3) and translation (F, 3) from the channels."""
     num_frames = motion.num_frames
     col = 0
     rotations, translations = [], []
-    for offset, chans in zip(motion.offsets, motion.channels):
+    for offset, chans, mode in zip(motion.offsets, motion.channels, modes):
         rot = np.broadcast_to(np.eye(3), (num_frames, 3, 3))
         trans = np.broadcast_to(offset, (num_frames, 3)).copy()
         for c in chans:
             values = motion.motion[:, col]
             if c.endswith("rotation"):
                 rot = rot @ axis_rotation(c[0], values)  # intrinsic: compose in listed order
-            else:
+            elif mode == "add":
                 trans[:, _AXES[c[0]]] += values
+            else:
+                trans[:, _AXES[c[0]]] = values
             col += 1
         rotations.append(rot)
         translations.append(trans)
     return rotations, translations
 
 
-def forward_kinematics(motion: BvhMotion) -> np.ndarray:
-    """World positions of every joint (End Sites included), (F, n, 3) in file units."""
-    rotations, translations = _local_transforms(motion)
+def forward_kinematics(motion: BvhMotion, translations="auto") -> np.ndarray:
+    """World positions of every joint (End Sites included), (F, n, 3) in file units.
+
+    ``translations``: 'auto' (:func:`translation_modes`), 'replace', 'add', or a per-joint tuple."""
+    if isinstance(translations, str):
+        if translations not in ("auto", "replace", "add"):
+            raise ValueError(f"translations must be 'auto', 'replace' or 'add', got '{translations}'")
+        translations = (translation_modes(motion) if translations == "auto"
+                        else (translations,) * len(motion.joint_names))
+    rotations, translations = _local_transforms(motion, translations)
     world_rot: list[np.ndarray] = []
     world_pos: list[np.ndarray] = []
     for j, p in enumerate(motion.parents):

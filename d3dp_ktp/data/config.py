@@ -1,10 +1,62 @@
 """Data configuration: which files to read, which subjects/actions, and how training chunks are cut."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DATASETS = ("h36m", "mpi_inf_3dhp", "humaneva", "custom")
 FLIP_MODES = ("paired", "random", "none")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time generalisation (d3dp_ktp/data/augment.py). All off by default: training is then
+    bit-identical to a run without this section. YAML: ``data: {augment: {body: true, ...}}``."""
+    # --- body shape: rescale bones per chunk, joint angles kept (3D, before projection) ---
+    body: bool = False
+    body_height_m: tuple[float, float] = (1.4, 2.0)  # uniform draw of the stature
+    body_proportion: float = 0.1  # each bone group (thigh, shank, spine, ...) x e^U(-p, p) before the height
+    # --- camera: re-project each chunk from a new virtual pinhole camera ---
+    camera: bool = False
+    camera_image_sizes: tuple[tuple[int, int], ...] = ((1000, 1000), (1920, 1080), (1280, 720), (1080, 1920),
+                                                       (640, 480))  # (w, h) px, one drawn per chunk
+    camera_focal: tuple[float, float] = (0.6, 1.6)  # focal length / longer image side (H36M: 1.15)
+    camera_fill: tuple[float, float] = (0.3, 0.9)  # share of the image height the person spans
+    camera_height_m: tuple[float, float] = (0.3, 2.5)  # above the chunk's lowest joint
+    camera_distance_m: tuple[float, float] = (1.5, 15.0)  # clamp of the distance the fill implies
+    camera_pitch_deg: float = 10.0  # aim jitter up/down around the person
+    camera_roll_deg: float = 5.0  # camera roll
+    # --- detector-like 2D noise (scales: share of the person's 2D height) ---
+    noise: bool = False
+    noise_std: float = 0.01  # Gaussian std at confidence 1 (x JOINT_NOISE_SCALE / confidence)
+    noise_confidence: tuple[float, float] = (0.5, 1.0)  # per-joint confidence drawn per chunk
+    noise_jitter_frames: float = 0.25  # std of each frame's timing error, in frames
+    noise_outlier_prob: float = 0.003  # per joint and frame: an outlier of 1-3 frames starts
+    noise_outlier_std: float = 0.15  # displacement std of an outlier
+    noise_swap_prob: float = 0.05  # per chunk: the left/right arms or legs swap for a short span
+    noise_dropout_prob: float = 0.005  # per joint and frame: the joint freezes for 1-8 frames
+
+    @property
+    def enabled(self) -> bool:
+        return self.body or self.camera or self.noise
+
+    def __post_init__(self):
+        ranges = {"body_height_m": self.body_height_m, "camera_focal": self.camera_focal,
+                  "camera_fill": self.camera_fill, "camera_height_m": self.camera_height_m,
+                  "camera_distance_m": self.camera_distance_m, "noise_confidence": self.noise_confidence}
+        for key, (low, high) in ranges.items():
+            if not 0 < low <= high:
+                raise ValueError(f"data.augment.{key} must be [low, high] with 0 < low <= high, got {[low, high]}")
+        if self.noise_confidence[1] > 1:
+            raise ValueError(f"data.augment.noise_confidence must lie in (0, 1], got {self.noise_confidence}")
+        if not self.camera_image_sizes or any(len(s) != 2 or min(s) < 1 for s in self.camera_image_sizes):
+            raise ValueError(f"data.augment.camera_image_sizes must be [[w, h], ...], got {self.camera_image_sizes}")
+        for key in ("noise_outlier_prob", "noise_swap_prob", "noise_dropout_prob"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ValueError(f"data.augment.{key} must be in [0, 1], got {getattr(self, key)}")
+        for key in ("body_proportion", "camera_pitch_deg", "camera_roll_deg", "noise_std",
+                    "noise_jitter_frames", "noise_outlier_std"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"data.augment.{key} must be >= 0, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
@@ -36,6 +88,8 @@ class DataConfig:
     num_workers: int = 0
     # Seed of the NumPy RandomState that permutes the chunks each epoch (official: 1234).
     seed: int = 1234
+    # Body-shape, camera and 2D-noise augmentation of the training chunks (AugmentConfig above).
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
         if self.dataset not in DATASETS:

@@ -1,4 +1,7 @@
-"""CMU mocap (BVH) -> 17-joint Human3.6M poses, virtual cameras and VideoPose3D-style npz files.
+"""Mocap (BVH, any rig) -> 17-joint Human3.6M poses, virtual cameras and VideoPose3D-style npz files.
+
+Rigs other than the two CMU ones below are mapped by ``d3dp_ktp/data/rigs.py`` (joint-name
+heuristics or a YAML rig map); units, translations, floor and subjects: docs/mocap.md.
 
 The data was obtained from mocap.cs.cmu.edu. The database was created with funding from
 NSF EIA-0196217.
@@ -48,6 +51,7 @@ of the whole pose. Fast motion that does not come back (a kick) is left alone.
 """
 from __future__ import annotations
 
+import csv
 import re
 import zlib
 from dataclasses import dataclass
@@ -55,27 +59,12 @@ from pathlib import Path
 
 import numpy as np
 
+from d3dp_ktp.data.augment import bone_lengths, stature
 from d3dp_ktp.data.custom import write_custom_2d, write_custom_3d
 from d3dp_ktp.camera import look_at_quaternion, project_camera
-from d3dp_ktp.data.bvh import add_sites, forward_kinematics, load_bvh
+from d3dp_ktp.data.bvh import BvhMotion, add_sites, forward_kinematics, load_bvh, translation_modes
+from d3dp_ktp.data.rigs import UNITS, RigMap, guess_rig_map
 from d3dp_ktp.skeleton import H36M
-
-
-@dataclass(frozen=True)
-class RigMap:
-    """How one BVH rig maps onto the 17 H36M joints (see the module table)."""
-    name: str
-    to_metres: float  # file units -> metres
-    figure_scale: float  # extra uniform scale to an adult-sized figure (1.0 = keep the rig's size)
-    skip_frames: int  # leading frames that are a reference pose, not motion
-    sites: tuple[tuple[str, str, tuple[float, float, float]], ...]  # (name, parent, OFFSET in file units)
-    joints: tuple[tuple[tuple[str, float], ...], ...]  # per H36M joint: ((rig joint, weight), ...)
-
-    def required_joints(self) -> set[str]:
-        """Rig joint names this map reads (virtual sites excluded, their parents included)."""
-        site_names = {s[0] for s in self.sites}
-        mixed = {n for mix in self.joints for n, _ in mix}
-        return (mixed - site_names) | {s[1] for s in self.sites}
 
 
 def _rig(name, to_metres, figure_scale, skip_frames, head_top, hip, legs, spine, thorax, nose, arms) -> RigMap:
@@ -83,7 +72,7 @@ def _rig(name, to_metres, figure_scale, skip_frames, head_top, hip, legs, spine,
     single = lambda names: tuple(((n, 1.0),) for n in names)  # noqa: E731
     joints = (hip,) + single(legs) + (spine, thorax, nose, (("HeadTop", 1.0),)) + single(arms)
     assert len(joints) == H36M.num_joints
-    return RigMap(name, to_metres, figure_scale, skip_frames, (("HeadTop",) + head_top,), joints)
+    return RigMap(name, to_metres, figure_scale, skip_frames, (("HeadTop",) + head_top,), joints, floor="file")
 
 
 CMU_ICLONE = _rig(
@@ -153,8 +142,11 @@ class MocapConfig:
     glitch_speed: float = 15.0  # m/s; a joint jumping out and back faster than this is repaired
     glitch_seconds: float = 0.25  # longest out-and-back segment that counts as a glitch
     margin_m: float = 3.0  # cameras stay this far beyond the subject's farthest excursion (walks stay in view)
+    units: str | None = None  # file units (m, cm, mm, inch, cmu) for every file; None: the rig's, else detected
 
     def __post_init__(self):
+        if self.units is not None and self.units not in UNITS:
+            raise ValueError(f"units must be one of {', '.join(UNITS)}, got '{self.units}'")
         if self.fps <= 0 or self.num_cameras < 1 or self.noise_px < 0:
             raise ValueError(f"need fps > 0, num_cameras >= 1 and noise_px >= 0, got {self}")
         if not 0 <= self.outlier_prob <= 1:
@@ -171,6 +163,7 @@ class Trial:
     positions: np.ndarray
     fps: float
     repaired_frames: int = 0  # native-rate frames replaced by repair_glitches
+    info: str = ""  # one line: rig, units, height and thigh length, translation readings
 
 
 # --- rig -> H36M -----------------------------------------------------------------------------
@@ -257,24 +250,119 @@ def parse_trial_name(path) -> tuple[str, str]:
     return f"cmu{subject:02d}", f"{subject:02d}_{trial:02d}"
 
 
-def load_trial(path, cfg: MocapConfig = MocapConfig()) -> Trial:
-    """BVH file -> Trial in the 17-joint layout: metres, Z up, floor z = 0, root centred, cfg.fps."""
+def trial_names(path, subject: str | None = None, subject_map=None) -> tuple[str, str]:
+    """(subject, action) of a BVH file: ``subject_map`` (file name or stem -> (subject, action or None))
+    first, then CMU names (``parse_trial_name``), else the folder name and the file stem; ``subject``
+    overrides the subject of the last two."""
+    path = Path(path)
+    for key in (path.name, path.stem):
+        if subject_map and key in subject_map:
+            mapped, action = subject_map[key]
+            return mapped, action or path.stem
+    try:
+        cmu_subject, action = parse_trial_name(path)
+    except ValueError:
+        cmu_subject, action = path.absolute().parent.name or "subject", path.stem
+    return subject or cmu_subject, action
+
+
+def read_subject_csv(path) -> dict[str, tuple[str, str | None]]:
+    """CSV rows ``file,subject[,action]`` (a header row starting with 'file' is skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"subject CSV not found: {path}")
+    out = {}
+    for n, row in enumerate(csv.reader(path.read_text().splitlines()), 1):
+        row = [c.strip() for c in row]
+        if not row or not row[0] or (n == 1 and row[0].lower() == "file"):
+            continue
+        if len(row) < 2 or not row[1]:
+            raise ValueError(f"{path} line {n}: expected 'file,subject[,action]', got {','.join(row)!r}")
+        out[row[0]] = (row[1], row[2] if len(row) > 2 and row[2] else None)
+    return out
+
+
+def choose_rig(motion: BvhMotion, where: str, builtin: bool = True) -> RigMap:
+    """A built-in rig whose joints all exist (unless ``builtin`` is False), else the guess from joint
+    names (``rigs.guess_rig_map``)."""
+    names = set(motion.joint_names)
+    for rig in RIGS if builtin else ():
+        if rig.required_joints() <= names:
+            return rig
+    try:
+        return guess_rig_map(motion, name="guessed")
+    except ValueError as err:
+        raise ValueError(f"{where}: unknown BVH rig (root '{motion.joint_names[0]}'): {err}") from None
+
+
+def detect_units(poses: np.ndarray, where: str) -> tuple[str, float]:
+    """(unit, metres per unit) that makes the (F, 17, 3) body's estimated height 1.0-2.5 m, nearest 1.7 m."""
+    height = stature(bone_lengths(poses))
+    fits = [(abs(np.log(height * f / 1.7)), u, f) for u, f in UNITS.items() if 1.0 <= height * f <= 2.5]
+    if not fits:
+        seen = ", ".join(f"{height * f:.3g} m in {u}" for u, f in UNITS.items())
+        raise ValueError(f"{where}: cannot tell the units from the body's height ({seen}); pass --units")
+    _, unit, factor = min(fits)
+    return unit, factor
+
+
+def up_to_zup(x: np.ndarray, up: tuple[int, float]) -> np.ndarray:
+    """Rotate (..., 3) so that the file's up axis (index, sign) becomes +Z; Y up is :func:`yup_to_zup`."""
+    axis, sign = up
+    if (axis, sign) == (1, 1.0):
+        return yup_to_zup(x)
+    rotations = {(2, 1.0): np.eye(3), (2, -1.0): np.diag([1.0, -1.0, -1.0]),
+                 (1, -1.0): np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]]),
+                 (0, 1.0): np.array([[0, -1.0, 0], [0, 0, -1], [1, 0, 0]]),
+                 (0, -1.0): np.array([[0, 1.0, 0], [0, 0, -1], [-1, 0, 0]])}
+    return x @ rotations[axis, sign].T
+
+
+def up_axis(poses: np.ndarray) -> tuple[int, float]:
+    """(axis, sign) of the file's up direction: the median ankle -> head-top direction, (F, 17, 3)."""
+    direction = np.median(poses[:, 10] - 0.5 * (poses[:, 3] + poses[:, 6]), axis=0)
+    axis = int(np.argmax(np.abs(direction)))
+    return axis, float(np.sign(direction[axis]) or 1.0)
+
+
+def load_trial(path, cfg: MocapConfig = MocapConfig(), rig: RigMap | None = None, subject: str | None = None,
+               subject_map=None, builtin_rigs: bool = True) -> Trial:
+    """BVH file -> Trial in the 17-joint layout: metres, Z up, floor z = 0, root centred, cfg.fps.
+
+    ``rig``: a rig map (``--rig-map``); None picks a built-in rig (if ``builtin_rigs``) or guesses one
+    from the joint names."""
     motion = load_bvh(path)
-    rig = detect_rig(motion.joint_names, str(path))
+    rig = rig or choose_rig(motion, str(path), builtin_rigs)
+    missing = sorted(rig.required_joints() - set(motion.joint_names))
+    if missing:
+        raise ValueError(f"{path}: rig map '{rig.name}' names joints this file lacks: {missing}")
+    modes = translation_modes(motion)
     motion = add_sites(motion, {name: (parent, offset) for name, parent, offset in rig.sites})
-    rig_xyz = forward_kinematics(motion)  # (F, n, 3) file units, Y up
+    rig_xyz = forward_kinematics(motion, modes + (None,) * len(rig.sites))  # (F, n, 3) file units
     poses = np.einsum("jn,fnc->fjc", mix_matrix(rig, motion.joint_names), rig_xyz)
-    poses = yup_to_zup(poses[rig.skip_frames:]) * (rig.to_metres * rig.figure_scale)
-    if len(poses) < 2:
-        raise ValueError(f"{path}: needs at least {rig.skip_frames + 2} frames, got {motion.num_frames}")
+    skip = rig.skip_frames
+    if len(poses) - skip < 2:
+        raise ValueError(f"{path}: needs at least {skip + 2} frames, got {motion.num_frames}")
+    up = (1, 1.0) if rig.floor == "file" else up_axis(poses)
+    unit, to_metres = (cfg.units, UNITS[cfg.units]) if cfg.units else (
+        ("rig map", rig.to_metres) if rig.to_metres is not None else detect_units(poses, str(path)))
+    poses = up_to_zup(poses[skip:], up) * (to_metres * rig.figure_scale)
+    if rig.floor == "feet":  # the lowest ankle, over most frames, stands at the ankle's usual height
+        ankle = np.minimum(poses[:, 3, 2], poses[:, 6, 2])
+        poses[..., 2] -= np.percentile(ankle, 5) - 0.045 * stature(bone_lengths(poses))
     poses[..., :2] -= poses[:, H36M.root, :2].mean(0)  # scaling about y = 0 keeps the floor at z = 0
     fps = native_fps(motion.frame_time)
     poses, repaired = repair_glitches(poses, fps, cfg.glitch_speed, cfg.glitch_seconds)
     poses = resample_linear(poses, fps, cfg.fps)
     if cfg.max_seconds_per_file is not None:
         poses = poses[: int(round(cfg.max_seconds_per_file * cfg.fps))]
-    subject, action = parse_trial_name(path)
-    return Trial(subject, action, poses.astype(np.float32), cfg.fps, repaired)
+    subject, action = trial_names(path, subject, subject_map)
+    lengths = bone_lengths(poses)
+    added = [n for n, m in zip(motion.joint_names, modes) if m == "add"]
+    info = (f"{Path(path).name}: rig {rig.name}, units {unit}, height {stature(lengths):.2f} m, thigh "
+            f"{0.5 * (lengths[2] + lengths[5]):.3f} m" + (f", {skip} reference frame(s) dropped" if skip else "")
+            + (f"; position channels read as displacements from OFFSET on {', '.join(added)}" if added else ""))
+    return Trial(subject, action, poses.astype(np.float32), cfg.fps, repaired, info)
 
 
 # --- virtual cameras -------------------------------------------------------------------------
@@ -328,15 +416,17 @@ class MocapDataset:
     positions_2d: dict
     fps: float
     repaired_frames: dict  # subject -> native-rate frames replaced by repair_glitches
+    trial_info: tuple[str, ...] = ()  # per converted file: rig, units, height, thigh (Trial.info)
 
 
 def find_bvh_files(bvh_dirs) -> list[Path]:
-    """All ``*.bvh`` files directly inside the given folders, sorted; errors name the bad folder."""
+    """All ``*.bvh`` files inside the given folders and their subfolders (a subfolder per performer
+    names the subject of non-CMU file names), sorted; errors name the bad folder."""
     files = []
     for folder in map(Path, bvh_dirs):
         if not folder.is_dir():
             raise FileNotFoundError(f"BVH folder not found: {folder}")
-        found = sorted(folder.glob("*.bvh"))
+        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".bvh" and p.is_file())
         if not found:
             raise FileNotFoundError(f"no .bvh files in {folder}; pass folders that contain BVH files")
         files += found
@@ -353,12 +443,17 @@ def _subject_cameras(subject: str, actions: dict, cfg: MocapConfig) -> list[dict
     return make_cameras(subject, target, reach, cfg)
 
 
-def build_dataset(bvh_files, cfg: MocapConfig = MocapConfig()) -> MocapDataset:
-    """Convert BVH files into 3D poses, per-subject cameras and clean (+ noisy) 2D keypoints."""
+def build_dataset(bvh_files, cfg: MocapConfig = MocapConfig(), rig: RigMap | None = None,
+                  subject: str | None = None, subject_map=None, builtin_rigs: bool = True) -> MocapDataset:
+    """Convert BVH files into 3D poses, per-subject cameras and clean (+ noisy) 2D keypoints.
+
+    ``rig``/``subject``/``subject_map``: see :func:`load_trial` and :func:`trial_names`."""
     positions_3d: dict = {}
     repaired: dict = {}
+    info = []
     for path in bvh_files:
-        trial = load_trial(path, cfg)
+        trial = load_trial(path, cfg, rig, subject, subject_map, builtin_rigs)
+        info.append(trial.info)
         if trial.action in positions_3d.get(trial.subject, {}):
             raise ValueError(f"{path}: trial {trial.action} of {trial.subject} appears twice")
         positions_3d.setdefault(trial.subject, {})[trial.action] = trial.positions
@@ -372,7 +467,7 @@ def build_dataset(bvh_files, cfg: MocapConfig = MocapConfig()) -> MocapDataset:
         positions_2d["noisy"] = {
             s: {a: [detector_noise(kp, _rng(cfg.seed, "noise", s, a, c), cfg) for c, kp in enumerate(views)]
                 for a, views in actions.items()} for s, actions in gt.items()}
-    return MocapDataset(positions_3d, cameras, positions_2d, cfg.fps, repaired)
+    return MocapDataset(positions_3d, cameras, positions_2d, cfg.fps, repaired, tuple(info))
 
 
 def write_dataset(dataset: MocapDataset, out_dir, name: str) -> list[Path]:

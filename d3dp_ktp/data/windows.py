@@ -7,7 +7,9 @@ Training: :class:`ChunkDataset` lists every (video, start, end, flip) chunk in t
 and returns one chunk per index; :class:`ChunkBatchSampler` owns the NumPy RandomState (seed 1234)
 that permutes the chunks each epoch and cuts the permutation into batches. All randomness lives
 in the sampler, in the main process, so DataLoader workers are deterministic and resuming only
-needs ``sampler.state_dict()``.
+needs ``sampler.state_dict()``. With augmentation on (``DataConfig.augment``, d3dp_ktp/data/augment.py)
+the sampler hands out ``row + epoch * len(dataset)`` and the chunk's generator is seeded with
+(data seed, epoch, row): the draws differ every epoch and a resumed run repeats them exactly.
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from d3dp_ktp.data.config import FLIP_MODES
+from d3dp_ktp.camera import qrot
+from d3dp_ktp.data.augment import augment_chunk
+from d3dp_ktp.data.config import FLIP_MODES, AugmentConfig
 from d3dp_ktp.data.dataset import PoseDataset, Video
 from d3dp_ktp.skeleton import flip_pose
 
@@ -55,7 +59,7 @@ class ChunkDataset(Dataset):
     """
 
     def __init__(self, videos: Sequence[Video], chunk_length: int, kps_left, kps_right, joints_left, joints_right,
-                 flip_mode: str = "paired"):
+                 flip_mode: str = "paired", augment: AugmentConfig | None = None, seed: int = 1234):
         if flip_mode not in FLIP_MODES:
             raise ValueError(f"flip_mode must be one of {', '.join(FLIP_MODES)}, got '{flip_mode}'")
         missing = [v.key for v in videos if v.positions_3d is None]
@@ -68,6 +72,10 @@ class ChunkDataset(Dataset):
         self.flip_mode = flip_mode
         self.kps = (list(kps_left), list(kps_right))
         self.joints = (list(joints_left), list(joints_right))
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.seed = seed
+        if self.augment is not None:
+            _check_augmentable(self.videos, self.augment)
         rows, unflipped, flipped = [], [], []
         for i, video in enumerate(self.videos):
             bounds = chunk_bounds(video.num_frames, chunk_length)
@@ -82,25 +90,53 @@ class ChunkDataset(Dataset):
         self.flipped_rows = np.array(flipped, dtype=np.int64)
 
     @classmethod
-    def from_dataset(cls, dataset: PoseDataset, chunk_length: int, flip_mode: str = "paired") -> "ChunkDataset":
+    def from_dataset(cls, dataset: PoseDataset, chunk_length: int, flip_mode: str = "paired",
+                     augment: AugmentConfig | None = None, seed: int = 1234) -> "ChunkDataset":
         sk = dataset.skeleton
         return cls(dataset.videos, chunk_length, dataset.kps_left, dataset.kps_right, sk.joints_left,
-                   sk.joints_right, flip_mode)
+                   sk.joints_right, flip_mode, augment, seed)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        v, start, end, flip = (int(x) for x in self.pairs[index])
+        epoch, row = divmod(int(index), len(self.pairs))  # epoch > 0 only when augmenting (see the sampler)
+        v, start, end, flip = (int(x) for x in self.pairs[row])
         video = self.videos[v]
         x2d = crop_replicate(video.keypoints_2d, start, end)
         y3d = crop_replicate(video.positions_3d, start, end)
         cam = video.camera if video.camera is not None else np.zeros(9, dtype=np.float32)
+        if self.augment is not None:
+            rng = np.random.default_rng([self.seed, epoch, row])
+            x2d, y3d, cam = augment_chunk(x2d, y3d, cam, *_camera_to_world(video), rng, self.augment)
         if flip:
             x2d, y3d, cam = flip_pose(x2d, *self.kps), flip_pose(y3d, *self.joints), flip_camera(cam)
         return (torch.from_numpy(np.ascontiguousarray(x2d, dtype=np.float32)),
                 torch.from_numpy(np.ascontiguousarray(y3d, dtype=np.float32)),
                 torch.from_numpy(np.asarray(cam, dtype=np.float32).copy()))
+
+
+def _camera_to_world(video: Video):
+    """(R (3, 3) camera->world, centre (3,)) of the video's camera, or (None, None) without extrinsics."""
+    if not video.cam.has_extrinsics:
+        return None, None
+    q = np.asarray(video.cam.orientation, np.float64)
+    R = qrot(np.broadcast_to(q, (3, 4)), np.eye(3)).T  # columns: the camera axes in world coordinates
+    return R, np.asarray(video.cam.translation, np.float64)
+
+
+def _check_augmentable(videos: Sequence[Video], augment: AugmentConfig) -> None:
+    """Body/camera augmentation re-projects the 3D joints, so the 2D layout must be the 3D one."""
+    if not (augment.body or augment.camera):
+        return
+    for video in videos:
+        if video.keypoints_2d.shape[1] != video.positions_3d.shape[1] or video.positions_3d.shape[1] != 17:
+            raise ValueError(f"{video.key}: body/camera augmentation needs 17-joint H36M 2D and 3D, got "
+                             f"{video.keypoints_2d.shape[1]} keypoints and {video.positions_3d.shape[1]} joints; "
+                             "set data.augment.body/camera to false")
+        if not augment.camera and video.camera is None:
+            raise ValueError(f"{video.key}: body augmentation without camera augmentation re-projects with the "
+                             "video's intrinsics, which this dataset lacks; set data.augment.camera=true")
 
 
 class ChunkBatchSampler(Sampler):
@@ -146,6 +182,8 @@ class ChunkBatchSampler(Sampler):
 
     def __iter__(self) -> Iterator[list[int]]:
         order = self.epoch_order()
+        if getattr(self.dataset, "augment", None) is not None:  # the chunk's generator keys on the epoch
+            order = order + self.epochs_drawn * len(self.dataset)
         for b in range(0, len(order), self.batch_size):
             yield order[b:b + self.batch_size].tolist()
 

@@ -68,7 +68,8 @@ class Trainer:
             self.accelerator.init_trackers("d3dp_ktp", config=_flat_hparams(to_dict(cfg)))
         set_seed(tc.seed)
         self.train_set, self.test_set = load_splits(cfg.data)
-        self.chunks = ChunkDataset.from_dataset(self.train_set, cfg.data.num_frames, cfg.data.flip_mode)
+        self.chunks = ChunkDataset.from_dataset(self.train_set, cfg.data.num_frames, cfg.data.flip_mode,
+                                                  cfg.data.augment, cfg.data.seed)
         self.sampler = ChunkBatchSampler(self.chunks, cfg.data.batch_size, seed=cfg.data.seed)
         model = build_diffusion(cfg.model, cfg.diffusion)
         optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps,

@@ -191,8 +191,9 @@ def test_bad_inputs(tmp_path):
         detect_rig(("Hips", "Spine"), "x.bvh")
     with pytest.raises(ValueError, match="cannot read subject"):
         parse_trial_name("walk.bvh")
-    (tmp_path / "01_01.bvh").write_text(figure_bvh(3, names={"abdomen": "Spine"}))
-    with pytest.raises(ValueError, match="unknown BVH rig"):
+    # Any rig is now mapped by joint names; one whose hand has an unknown name still fails, clearly.
+    (tmp_path / "01_01.bvh").write_text(figure_bvh(3, names={"abdomen": "Spine", "lHand": "lPaw"}))
+    with pytest.raises(ValueError, match=r"unknown BVH rig.*cannot place the H36M joints \['LWrist'\]"):
         load_trial(tmp_path / "01_01.bvh")
 
 
