@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--raw", action="store_true", help="keep the unconstrained JPMA output (default: one length per bone for the whole sequence)")
     o.add_argument("--smooth", action="store_true", help="Savitzky-Golay filter over time (0.2 s window, degree 2)")
     o.add_argument("--world", action="store_true", help="also store the poses in a gravity-aligned frame with the floor at y=0 (found from the feet); the BVH and CSV use it")
-    o.add_argument("--bvh", action="store_true", help="write animation.bvh (joints named as joint_names, Y up, centimetres)")
+    o.add_argument("--bvh", action="store_true", help="write animation.bvh (joints named as joint_names, Y up, centimetres; root-relative like poses_3d, with the root trajectory under --world)")
     m = p.add_argument_group("model and sampling")
     m.add_argument("--checkpoint", metavar="PATH", help="checkpoint folder from train.py or an official .bin (default: the demo checkpoint)")
     m.add_argument("--model-layout", choices=("h36m", "coco"), metavar="{h36m,coco}",

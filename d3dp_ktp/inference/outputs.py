@@ -148,10 +148,13 @@ def write_outputs(out_dir: str | Path, result, inp, settings: dict, model, cfg: 
     positions = p.world if cfg.body.world else p.absolute
     written.append(export.write_joints_csv(out_dir / "poses_3d.csv", positions, skeleton.joint_names, float(fps)))
     if cfg.write_bvh:
-        frame = "world frame (floor at Y = 0)" if cfg.body.world else "camera frame turned Y-up (x, -y, -z)"
-        bvh_pos = p.world if cfg.body.world else export.camera_to_bvh_axes(p.absolute)
+        # The BVH holds what poses_3d holds: root-relative camera-space poses (the root stays at the
+        # origin), or with --world the world-frame poses that carry the root trajectory (docs/outputs.md).
+        what = ("poses_world: poses_3d + root_trajectory in the world frame (floor at Y = 0)" if cfg.body.world
+                else "poses_3d (root-relative, root at the origin), camera frame turned Y-up (x, -y, -z)")
+        bvh_pos = p.world if cfg.body.world else export.camera_to_bvh_axes(p.poses)
         written.append(export.write_bvh(out_dir / "animation.bvh", bvh_pos, skeleton, float(fps), cfg.bvh,
-                                        (f"positions: d3dp-ktp poses_3d + root_trajectory, {frame}",)))
+                                        (f"positions: d3dp-ktp {what}",)))
     scene = visualize.Scene(inp.pixels, model.keypoint_skeleton, (int(round(inp.width)), int(round(inp.height))),
                             p.display, skeleton, float(fps), inp.filled)
     pictures, lines = _write_pictures(out_dir, scene, cfg, fps, video)

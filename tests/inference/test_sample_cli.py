@@ -137,14 +137,14 @@ def test_missing_video_fails_before_lifting(sample, tmp_path, capsys):
 
 
 def test_bvh_in_camera_axes_without_world(sample, demo_dir, tmp_path, capsys):
-    """Without --world the BVH holds poses_3d + root_trajectory turned Y-up (x, -y, -z), in cm."""
+    """Without --world the BVH holds poses_3d (root-relative) turned Y-up (x, -y, -z), in cm."""
     from d3dp_ktp.data.bvh import forward_kinematics, load_bvh
 
     rc = sample(["--bvh", "--no-video", "--raw", "-H", "2", "-K", "1", "--out", "res", "--fps", "50"])
     assert rc == 0, capsys.readouterr().err
     motion = load_bvh(tmp_path / "res" / "animation.bvh")
     with np.load(tmp_path / "res" / "poses_3d.npz") as npz:
-        absolute = npz["poses_3d"] + npz["root_trajectory"][:, None]
+        absolute = npz["poses_3d"]
         assert "bone_lengths" not in npz.files and "poses_world" not in npz.files
         names = list(npz["joint_names"])
     fk = forward_kinematics(motion)[:, [motion.joint_names.index(n) for n in names]] / 100
