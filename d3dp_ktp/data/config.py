@@ -11,6 +11,7 @@ FLIP_MODES = ("paired", "random", "none")
 class AugmentConfig:
     """Training-time generalisation (d3dp_ktp/data/augment.py). All off by default: training is then
     bit-identical to a run without this section. YAML: ``data: {augment: {body: true, ...}}``."""
+    prob: float = 1.0  # share of the training chunks augmented (a draw per chunk; 1 = every chunk)
     # --- body shape: rescale bones per chunk, joint angles kept (3D, before projection) ---
     body: bool = False
     body_height_m: tuple[float, float] = (1.4, 2.0)  # uniform draw of the stature
@@ -50,7 +51,7 @@ class AugmentConfig:
             raise ValueError(f"data.augment.noise_confidence must lie in (0, 1], got {self.noise_confidence}")
         if not self.camera_image_sizes or any(len(s) != 2 or min(s) < 1 for s in self.camera_image_sizes):
             raise ValueError(f"data.augment.camera_image_sizes must be [[w, h], ...], got {self.camera_image_sizes}")
-        for key in ("noise_outlier_prob", "noise_swap_prob", "noise_dropout_prob"):
+        for key in ("prob", "noise_outlier_prob", "noise_swap_prob", "noise_dropout_prob"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ValueError(f"data.augment.{key} must be in [0, 1], got {getattr(self, key)}")
         for key in ("body_proportion", "camera_pitch_deg", "camera_roll_deg", "noise_std",

@@ -108,7 +108,9 @@ class ChunkDataset(Dataset):
         cam = video.camera if video.camera is not None else np.zeros(9, dtype=np.float32)
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, epoch, row])
-            x2d, y3d, cam = augment_chunk(x2d, y3d, cam, *_camera_to_world(video), rng, self.augment)
+            # prob < 1 keeps some chunks as recorded (in-distribution accuracy); prob = 1 draws nothing here
+            if self.augment.prob >= 1.0 or rng.random() < self.augment.prob:
+                x2d, y3d, cam = augment_chunk(x2d, y3d, cam, *_camera_to_world(video), rng, self.augment)
         if flip:
             x2d, y3d, cam = flip_pose(x2d, *self.kps), flip_pose(y3d, *self.joints), flip_camera(cam)
         return (torch.from_numpy(np.ascontiguousarray(x2d, dtype=np.float32)),

@@ -164,6 +164,20 @@ def test_augmented_chunks_are_seeded_per_epoch_and_resume_exactly():
     np.testing.assert_allclose(A.project(absolute(y3d), cam), x2d, atol=1e-5)  # the flip keeps them consistent
 
 
+def test_augment_prob_keeps_a_share_of_the_chunks_as_recorded():
+    plain = _chunks()
+    half = _chunks(AugmentConfig(body=True, noise=True, prob=0.5))
+    rows = range(len(plain))
+    kept = [all(a.numpy().tobytes() == b.numpy().tobytes() for a, b in zip(plain[r], half[r + len(plain)]))
+            for r in rows]
+    assert 0 < sum(kept) < len(kept)  # some chunks untouched, some augmented
+    never = _chunks(AugmentConfig(body=True, noise=True, prob=0.0))
+    assert all(all(a.numpy().tobytes() == b.numpy().tobytes() for a, b in zip(plain[r], never[r + len(plain)]))
+               for r in rows)
+    with pytest.raises(ValueError, match="prob"):
+        AugmentConfig(prob=1.5)
+
+
 def test_augment_config_is_validated():
     with pytest.raises(ValueError, match="body_height_m"):
         AugmentConfig(body_height_m=(2.0, 1.4))
