@@ -15,7 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from d3dp_ktp import perf
-from d3dp_ktp.diffusion import DiffusionConfig
+from d3dp_ktp.diffusion import DiffusionConfig, SamplingConfig
 from d3dp_ktp.factory import build_diffusion
 from d3dp_ktp.models import ModelConfig, build_model
 
@@ -26,13 +26,13 @@ SMALL = ModelConfig(num_frames=27, channels=64, depth=2, num_heads=8, drop_path_
 
 def d3dp(cfg: ModelConfig = TINY, seed: int = 0, H: int = 2, K: int = 2):
     torch.manual_seed(seed)
-    return build_diffusion(cfg, DiffusionConfig(num_hypotheses=H, num_steps=K)).eval()
+    return build_diffusion(cfg, DiffusionConfig(), SamplingConfig(num_hypotheses=H, num_steps=K)).eval()
 
 
 def noise_for(model, B: int = 2, seed: int = 1) -> dict:
     """x2d and fixed latents/step noise, so two samplers see exactly the same randomness."""
     g = torch.Generator().manual_seed(seed)
-    cfg, H, K = model.pose_estimator.cfg, model.cfg.num_hypotheses, model.cfg.num_steps
+    cfg, H, K = model.pose_estimator.cfg, model.sampling.num_hypotheses, model.sampling.num_steps
     T, J = cfg.num_frames, cfg.num_joints
     return {"x2d": torch.rand(B, T, J, 2, generator=g) * 2 - 1,
             "latents": torch.randn(B, H, T, J, 3, generator=g),

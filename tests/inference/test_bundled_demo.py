@@ -56,7 +56,7 @@ def test_half_precision_lifting_stays_close_to_fp32():
     torch.set_num_threads(1)
     model, _ = load_checkpoint(DEMO / "checkpoint")
     kf = read_keypoints(DEMO / "demo_input.npz")
-    poses = {dtype: lift_keypoints(model, kf, LiftConfig(dtype=dtype, agg="mean"))[0].poses_3d
+    poses = {dtype: lift_keypoints(model, kf, LiftConfig(model.sampling.override(dtype=dtype), agg="mean"))[0].poses_3d
              for dtype in ("fp32", "fp16", "bf16")}
     error_mm = {d: 1e3 * np.linalg.norm(poses[d] - poses["fp32"], axis=-1).mean() for d in ("fp16", "bf16")}
     assert error_mm["fp16"] < 1.0 and error_mm["bf16"] < 5.0, error_mm
