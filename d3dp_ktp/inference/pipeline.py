@@ -174,11 +174,11 @@ def sequence_bytes(cfg) -> int:
 
 
 def auto_batch(model, sampling: SamplingConfig, device: torch.device | str = "cpu",
-               cpu_budget: int = CPU_TENSOR_BUDGET) -> tuple[int, int | None]:
+               cpu_budget: int | None = None) -> tuple[int, int | None]:
     """(windows per sampling call, sequences per denoiser forward or None = all) for ``batch_size=0``.
 
     CPU: as many sequences per forward as keep its largest intermediate within ``cpu_budget`` bytes
-    (`CPU_TENSOR_BUDGET` says why), at least one; windows per call so that they fill one forward
+    (default `CPU_TENSOR_BUDGET`, which says why), at least one; windows per call so that they fill one forward
     (a window is H sequences, 2H with flip; a window larger than the budget is split by hypotheses
     inside the call). CUDA: the windows whose whole sampling call fits in 80% of the free memory
     (`perf.max_windows_for_budget`), in one forward.
@@ -189,7 +189,7 @@ def auto_batch(model, sampling: SamplingConfig, device: torch.device | str = "cp
         budget = int(GPU_MEMORY_FRACTION * torch.cuda.mem_get_info(device)[0])
         return perf.max_windows_for_budget(model, model_window(model), sampling.num_hypotheses, sampling.flip,
                                            budget, K=sampling.num_steps, dtype=sampling.dtype), None
-    sequences = max(1, cpu_budget // sequence_bytes(model.pose_estimator.cfg))
+    sequences = max(1, (cpu_budget or CPU_TENSOR_BUDGET) // sequence_bytes(model.pose_estimator.cfg))
     return max(1, sequences // per_window), sequences
 
 

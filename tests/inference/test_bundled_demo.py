@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "assets" / "demo"
@@ -17,8 +18,10 @@ MAX_MPJPE_MM = float(re.search(r"MPJPE[^0-9]*([0-9.]+) mm", (DEMO / "README.md")
 
 def test_bundled_assets_are_small_and_complete():
     files = [DEMO / "demo_input.npz", DEMO / "checkpoint" / "model.safetensors",
-             DEMO / "checkpoint" / "config.yaml", DEMO / "checkpoint" / "scheduler_config.json"]
+             DEMO / "checkpoint" / "config.yaml"]
     assert all(f.is_file() for f in files)
+    sampling = yaml.safe_load((DEMO / "checkpoint" / "config.yaml").read_text())["sampling"]
+    assert (sampling["num_hypotheses"], sampling["num_steps"], sampling["seed"]) == (5, 5, 0)  # the demo's defaults
     assert sum(f.stat().st_size for f in files) < 5 * 2 ** 20
 
 
