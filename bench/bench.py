@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from d3dp_ktp import perf  # noqa: E402
-from d3dp_ktp.diffusion import DiffusionConfig  # noqa: E402
+from d3dp_ktp.diffusion import DiffusionConfig, SamplingConfig  # noqa: E402
 from d3dp_ktp.factory import build_diffusion  # noqa: E402
 from d3dp_ktp.models import ModelConfig  # noqa: E402
 
@@ -85,8 +85,8 @@ def build(args) -> torch.nn.Module:
     torch.manual_seed(args.seed)
     model_cfg = ModelConfig(arch=args.arch, num_frames=args.frames, channels=args.channels, depth=args.depth,
                             num_heads=args.heads, attention=args.attention)
-    diffusion_cfg = DiffusionConfig(num_hypotheses=args.hypotheses, num_steps=args.steps, flip=not args.no_flip)
-    return build_diffusion(model_cfg, diffusion_cfg).to(args.device)
+    sampling = SamplingConfig(num_hypotheses=args.hypotheses, num_steps=args.steps, flip=not args.no_flip)
+    return build_diffusion(model_cfg, DiffusionConfig(), sampling).to(args.device)
 
 
 def make_inputs(args, model) -> dict:
@@ -171,7 +171,8 @@ def measure(fn, flops: int, warmup: int, args, peak: float | None, ceiling: floa
 
 def run_check(model, x: dict, args) -> dict:
     """Sampled x0 of the benchmarked variant vs fp32 eager attention='math', same latents and z."""
-    reference = build_diffusion(replace(model.pose_estimator.cfg, attention="math"), model.cfg).to(args.device)
+    reference = build_diffusion(replace(model.pose_estimator.cfg, attention="math"), model.cfg,
+                                model.sampling).to(args.device)
     reference.load_state_dict(model.state_dict())
     x0_ref = reference.sample(x["x2d"], latents=x["latents"], step_noise=x["step_noise"])
     x0 = sample_fn(model, x, args)()

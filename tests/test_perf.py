@@ -109,7 +109,7 @@ def test_autocast_fp32_is_a_no_op_and_bad_dtypes_are_rejected():
 
 def test_attention_math_and_sdpa_agree():
     sdpa = d3dp(replace(SMALL, attention="sdpa"))
-    math = build_diffusion(replace(SMALL, attention="math"), sdpa.cfg).eval()
+    math = build_diffusion(replace(SMALL, attention="math"), sdpa.cfg, sdpa.sampling).eval()
     math.load_state_dict(sdpa.state_dict())
     inputs = denoiser_inputs(SMALL, B=2)
     with torch.no_grad():
