@@ -164,8 +164,8 @@ def _noise(generator: torch.Generator, count: int, shape: tuple, steps: int) -> 
 def sequence_bytes(cfg) -> int:
     """Bytes of the largest intermediate one sequence (window x hypothesis) makes in a denoiser forward
     (fp32): the qkv projection or the MLP's hidden layer, 4·T·J·C·max(3, mlp_ratio), or with
-    attention='math' the attention scores, 4·heads·max(J·T², T·J²). Measured with a dispatch mode
-    in tests/inference/test_pipeline.py."""
+    attention='math' the attention scores, 4·heads·max(J·T², T·J²). Checked with a dispatch mode
+    in tests/inference/test_batching.py."""
     T, J, C = cfg.num_frames, cfg.num_joints, cfg.channels
     largest = T * J * C * max(3.0, cfg.mlp_ratio)
     if cfg.attention == "math":
@@ -178,9 +178,9 @@ def auto_batch(model, sampling: SamplingConfig, device: torch.device | str = "cp
     """(windows per sampling call, sequences per denoiser forward or None = all) for ``batch_size=0``.
 
     CPU: as many sequences per forward as keep its largest intermediate within ``cpu_budget`` bytes
-    (default `CPU_TENSOR_BUDGET`, which says why), at least one; windows per call so that they fill one forward
-    (a window is H sequences, 2H with flip; a window larger than the budget is split by hypotheses
-    inside the call). CUDA: the windows whose whole sampling call fits in 80% of the free memory
+    (default `CPU_TENSOR_BUDGET`, which says why), at least one; as many windows per call as fill
+    one forward (a window is H sequences, 2H with flip; a window larger than the budget is split by
+    hypotheses inside the call, `D3DP.denoise`). CUDA: the windows whose whole sampling call fits in 80% of the free memory
     (`perf.max_windows_for_budget`), in one forward.
     """
     device = torch.device(device)
