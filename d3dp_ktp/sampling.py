@@ -24,7 +24,7 @@ class SamplingConfig:
     num_hypotheses: int = 5           # H (D3DP's README default; the paper's comparison uses 20)
     num_steps: int = 5                # K DDIM steps (paper: 10)
     eta: float = 1.0                  # DDIM η: 1 = D3DP's stochastic sampler, 0 = deterministic DDIM
-    flip: bool = True                 # flip test-time augmentation inside every step (SPEC §4.5)
+    flip: bool = True                 # flip test-time augmentation inside every step (docs/method.md §4.5)
     dtype: str = "fp32"               # 'bf16'/'fp16': the denoiser under autocast (GPU fast path)
     seed: int = 1                     # seeds every sampling noise (D3DP evaluates with seed 1)
 
