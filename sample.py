@@ -35,7 +35,7 @@ import time
 import warnings
 from pathlib import Path
 
-from d3dp_ktp.sampling import add_sampling_arguments, sampling_for
+from d3dp_ktp.sampling import add_sampling_arguments, check_sampling_flags, sampling_for
 
 REPO = Path(__file__).resolve().parent
 DEMO_DIR_ENV = "D3DP_KTP_DEMO_DIR"   # overrides assets/demo (used by the tests)
@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from d3dp_ktp.inference import pipeline, visualize
     from d3dp_ktp.inference.io import read_keypoints
 
+    check_sampling_flags(args)
     demo = args.input is None
     checkpoint, input_path = resolve_paths(args)
     if args.checkpoint is None and not demo:

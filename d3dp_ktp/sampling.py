@@ -131,6 +131,12 @@ def sampling_overrides(args: argparse.Namespace) -> dict:
     return {field: getattr(args, dest) for dest, field in FLAGS.items() if getattr(args, dest, None) is not None}
 
 
+def check_sampling_flags(args: argparse.Namespace) -> None:
+    """Fail fast, before a checkpoint or input is read: the given flags alone must make a valid config
+    (the same messages as `SamplingConfig.validate`); `sampling_for` builds the one used."""
+    SamplingConfig().override(**sampling_overrides(args))
+
+
 def sampling_for(model, args: argparse.Namespace) -> SamplingConfig:
     """The model's sampling settings (its checkpoint's) with the flags given; validated once, here."""
     base = getattr(model, "sampling", None) or SamplingConfig()

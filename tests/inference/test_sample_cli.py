@@ -182,6 +182,8 @@ def test_sampling_defaults_come_from_the_checkpoint_and_flags_override_them(tmp_
     assert (given["num_hypotheses"], given["num_steps"], given["flip"], given["seed"]) == (4, 2, True, 0)
     assert main(["--input", "kp.npz", "--checkpoint", str(ckpt), "-K", "0"]) == 2
     assert "num_steps (K) must be an integer in [1, 1000], got 0" in capsys.readouterr().err
+    assert main(["--input", "missing.npz", "--checkpoint", str(ckpt), "-H", "0"]) == 2  # before the input is read
+    assert "num_hypotheses (H) must be an integer >= 1, got 0" in capsys.readouterr().err
 
 
 def test_help_says_the_sampling_defaults_are_the_checkpoints():
