@@ -123,3 +123,16 @@ def test_loss_draws_t_and_noise_from_the_generator_where_it_lives():
     noise = torch.randn(y.shape, generator=g)
     given = model.loss(x2d, y, t=t, noise=noise).value
     assert torch.equal(model.loss(x2d, y, generator=torch.Generator().manual_seed(10)).value, given)
+
+
+def test_evaluation_runs_the_dtype_it_is_given_not_the_models(monkeypatch):
+    from d3dp_ktp.evaluation import runner
+    model = tiny(7, SamplingConfig(num_hypotheses=1, num_steps=1, dtype="bf16"))
+    seen = []
+    sample = model.sample
+    monkeypatch.setattr(model, "sample", lambda *a, **kw: seen.append(kw.get("dtype")) or sample(*a, **kw))
+    x2d = torch.zeros(1, 9, 17, 2)
+    for dtype in ("fp32", "bf16"):
+        cfg = runner.EvalConfig(SamplingConfig(1, 1, dtype=dtype), device="cpu")
+        runner._sample(model, x2d, cfg, torch.Generator().manual_seed(0), root=0)
+    assert seen == ["fp32", None]  # fp32 said explicitly, since the model's own is bf16

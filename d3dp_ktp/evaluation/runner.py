@@ -180,8 +180,9 @@ def batch_errors(P: torch.Tensor, Y: torch.Tensor, jpma_index: torch.Tensor | No
 def _sample(model, x2d: torch.Tensor, cfg: EvalConfig, generator: torch.Generator, root: int) -> torch.Tensor:
     B, T, _, _ = x2d.shape
     s = cfg.sampling
+    own_dtype = getattr(getattr(model, "sampling", None), "dtype", "fp32")  # what sample() uses when not told
     P = model.sample(x2d, num_hypotheses=s.num_hypotheses, num_steps=s.num_steps, eta=s.eta,
-                     flip=s.flip, generator=generator, **({"dtype": s.dtype} if s.dtype != "fp32" else {}))
+                     flip=s.flip, generator=generator, **({"dtype": s.dtype} if s.dtype != own_dtype else {}))
     expected = (B, s.num_steps, s.num_hypotheses, T, model.skeleton.num_joints, 3)
     if not isinstance(P, torch.Tensor) or tuple(P.shape) != expected:
         raise ValueError(f"model.sample returned {tuple(getattr(P, 'shape', ()))}, expected (B, K, H, T, J, 3) = "
