@@ -51,11 +51,14 @@ FILLED_ROOT_WEIGHT = 0.05     # weight of interpolated keypoints when fitting th
 
 # On the CPU glibc's malloc serves blocks above its mmap threshold (which adapts up to 32 MiB on
 # 64-bit Linux, DEFAULT_MMAP_THRESHOLD_MAX) with fresh pages and unmaps them when freed, so every op
-# of a forward whose intermediates are larger page-faults and zeroes its output again. Measured on
-# the demo model (1 thread): 38 ms per sequence at 320 sequences per call against 14-17 ms at 40,
-# and 14 ms at 320 once MALLOC_MMAP_THRESHOLD_ keeps such blocks on the heap. So a CPU forward
-# keeps its largest intermediate at half that threshold; time then grows in proportion to H·K·frames.
-CPU_TENSOR_BUDGET = 16 * 2 ** 20   # bytes of the largest intermediate of one denoiser forward (CPU)
+# of a forward whose intermediates are larger page-faults and zeroes its output again. Smaller
+# forwards are not free either: each op pays a fixed cost, and on a busy CPU with two threads a
+# synchronisation wait. Measured on the demo model (T=27, C=64, largest intermediate 352 KiB per
+# sequence), ms per sequence at 40 / 80 / 100 / 400 sequences per forward: 48 / 36 / 34 / 41 with 2
+# threads (3700 page faults per sequence at 400), and 17 at 40 against 38 at 320 with 1 thread (14
+# once MALLOC_MMAP_THRESHOLD_ keeps big blocks on the heap). So a CPU forward is made as large as
+# keeps its largest intermediate within the threshold; time then grows in proportion to H·K·frames.
+CPU_TENSOR_BUDGET = 32 * 2 ** 20   # bytes of the largest intermediate of one denoiser forward (CPU)
 GPU_MEMORY_FRACTION = 0.8          # of the free memory, for all of one sampling call (CUDA)
 
 

@@ -74,13 +74,16 @@ def test_one_forward_of_the_estimated_size_stays_within_the_estimate():
         assert 0.5 * 3 * sequence_bytes(cfg) <= mode.largest <= 3 * sequence_bytes(cfg), attention
 
 
-def test_default_cpu_budget_gives_one_window_per_forward_at_H20_on_the_demo_size():
-    """The demo model (T=27, C=64): H=20 with flip is 40 sequences, one window per call; H=5 packs 4."""
+def test_default_cpu_budget_on_the_demo_model_size():
+    """The demo model (T=27, C=64): 95 sequences per forward; H=20 with flip is 40 a window, so 2 windows
+    per call; H=5 packs 9; a model 8x as wide gets 11 sequences, 5 hypotheses of one window and its flip."""
     cfg = ModelConfig(num_frames=27, channels=64, depth=2, num_heads=4, drop_path_rate=0.0)
     model = build_diffusion(cfg, DiffusionConfig())
-    assert auto_batch(model, SamplingConfig(20, 10), "cpu") == (1, 47)
-    assert auto_batch(model, SamplingConfig(5, 5), "cpu") == (4, 47)
-    assert 47 * sequence_bytes(cfg) <= pipeline.CPU_TENSOR_BUDGET < 48 * sequence_bytes(cfg)
+    assert auto_batch(model, SamplingConfig(20, 10), "cpu") == (2, 95)
+    assert auto_batch(model, SamplingConfig(5, 5), "cpu") == (9, 95)
+    assert 95 * sequence_bytes(cfg) <= pipeline.CPU_TENSOR_BUDGET < 96 * sequence_bytes(cfg)
+    wide = ModelConfig(num_frames=27, channels=512, depth=1, num_heads=8, drop_path_rate=0.0)
+    assert auto_batch(build_diffusion(wide, DiffusionConfig()), SamplingConfig(5, 5), "cpu") == (1, 11)
 
 
 def test_a_given_batch_size_is_used_as_is():
