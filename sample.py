@@ -44,6 +44,7 @@ windows that are cross-faded, shorter ones are padded. A busy CPU may run faster
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -52,6 +53,7 @@ import warnings
 from pathlib import Path
 
 from d3dp_ktp.inference.layouts import LAYOUTS  # numpy only: keeps the argument checks fast
+from d3dp_ktp.sampling import add_sampling_arguments, check_sampling_flags, sampling_for
 
 REPO = Path(__file__).resolve().parent
 DEMO_DIR_ENV = "D3DP_KTP_DEMO_DIR"   # overrides assets/demo (used by the tests)
@@ -102,11 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="official .bin only: the keypoint order the network was trained on (the file cannot "
                         "tell). Default: coco when the file name contains 'in_the_wild' (D3DP's in-the-wild "
                         "model), else h36m")
-    m.add_argument("-H", "--hypotheses", type=int, default=5, metavar="H", help="number of 3D hypotheses drawn per frame (default 5)")
-    m.add_argument("-K", "--steps", type=int, default=5, metavar="K", help="DDIM denoising steps (default 5)")
-    m.add_argument("--eta", type=float, default=1.0, metavar="ETA", help="DDIM eta: 1 = D3DP's stochastic sampler, 0 = deterministic (default 1)")
-    m.add_argument("--no-flip", action="store_true", help="turn off flip test-time augmentation (2x faster, slightly worse)")
-    m.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result (default 0)")
+    add_sampling_arguments(m, dtype_help="; fp16/bf16 run the network in half precision (GPU: several times "
+                           "faster; fp16 stays closer to fp32, about 0.2 mm on the demo model, bf16 about 2 mm)")
     m.add_argument("--agg", choices=("jpma", "mean"), default="jpma",
                    help="how hypotheses become one pose: jpma = per joint the hypothesis that best matches the 2D "
                         "(default), mean = their average")
@@ -114,10 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--stride", type=int, metavar="N", help="frames between window starts for long inputs (default: half the model's window T; T = no overlap, 2x faster)")
     r = p.add_argument_group("runtime")
     r.add_argument("--device", default="auto", metavar="{auto,cpu,cuda}", help="auto (GPU if available), cpu or cuda (default auto)")
-    r.add_argument("--batch-size", type=int, default=16, metavar="N", help="windows per model call; lower it if memory runs out (default 16)")
-    r.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
-                   help="fp16/bf16 run the network in half precision (GPU: several times faster; fp16 stays "
-                        "closer to fp32, about 0.2 mm on the demo model, bf16 about 2 mm) (default fp32)")
+    r.add_argument("--batch-size", type=int, default=0, metavar="N",
+                   help="windows per model call; lower it if memory runs out (default: chosen from a memory budget, "
+                        "which keeps the time per window constant as H and K grow)")
     r.add_argument("--threads", type=int, metavar="N", help="CPU threads for PyTorch (default: PyTorch's choice)")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no notes (warnings and errors still show)")
     r.add_argument("--backend", choices=("torch", "onnx"), default="torch",
@@ -168,10 +166,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    cfg = pipeline.LiftConfig(num_hypotheses=args.hypotheses, num_steps=args.steps, eta=args.eta,
-                              flip=not args.no_flip, seed=args.seed, batch_size=args.batch_size, stride=args.stride,
-                              agg=args.agg, focal=args.focal, save_hypotheses=args.save_hypotheses,
-                              dtype=args.dtype)
+    cfg = pipeline.LiftConfig(batch_size=args.batch_size, stride=args.stride, agg=args.agg, focal=args.focal,
+                              save_hypotheses=args.save_hypotheses)
     device = pipeline.resolve_device("cpu" if args.backend == "onnx" and args.device == "auto" else args.device)
     checkpoint = plan.checkpoint
     model, _ = load_checkpoint(checkpoint, map_location=device, **plan.model_layout)
@@ -179,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
     if not hasattr(model, "sample"):
         raise ValueError(f"{checkpoint} is a deterministic lifter, not a D3DP diffusion model; sample.py needs "
                          "a checkpoint trained with model.diffusion: true")
+    cfg = dataclasses.replace(cfg, sampling=sampling_for(model, args))  # the checkpoint's + flags
+    if cfg.sampling.dtype != "fp32" and args.backend == "onnx":
+        raise ValueError(f"{checkpoint} samples in {cfg.sampling.dtype}; --backend onnx runs fp32: pass --dtype fp32")
     if args.backend == "onnx":
         from d3dp_ktp.inference.onnx_backend import onnx_model  # onnxruntime: an optional dependency
         model = onnx_model(model, checkpoint)
@@ -230,11 +229,9 @@ def check_args(args: argparse.Namespace) -> None:
     """Numbers and names the model would only reject after loading (same messages)."""
     from d3dp_ktp.inference.layouts import get_layout
 
+    check_sampling_flags(args)
     checks = [
-        (args.hypotheses >= 1, f"num_hypotheses (H) must be an integer >= 1, got {args.hypotheses}"),
-        (1 <= args.steps <= 1000, f"num_steps (K) must be an integer in [1, 1000], got {args.steps}"),
-        (args.eta >= 0, f"eta must be >= 0 (1 = D3DP's DDIM, 0 = deterministic DDIM), got {args.eta}"),
-        (args.batch_size >= 1, f"batch size must be >= 1 window, got {args.batch_size}"),
+        (args.batch_size >= 0, f"--batch-size must be >= 0 windows (0 = chosen from memory), got {args.batch_size}"),
         (args.stride is None or args.stride >= 1, f"--stride must be >= 1 frame, got {args.stride}"),
         (args.threads is None or args.threads >= 1, f"--threads must be >= 1, got {args.threads}"),
         (args.focal is None or args.focal > 0, f"focal length must be positive pixels, got {args.focal}"),
@@ -255,7 +252,7 @@ def check_args(args: argparse.Namespace) -> None:
         if missing:
             raise ValueError(f"--backend onnx needs {' and '.join(missing)}, which is not installed; install it "
                              'with: pip install "onnx>=1.14" "onnxruntime>=1.16" (or pip install .[onnx])')
-        if args.dtype != "fp32" or args.device.startswith("cuda"):
+        if args.dtype not in (None, "fp32") or args.device.startswith("cuda"):
             raise ValueError("--backend onnx runs fp32 on the CPU; drop --dtype/--device cuda, or use --backend torch")
 
 
@@ -336,8 +333,9 @@ def resolve_paths(args: argparse.Namespace) -> tuple[Path, Path]:
 def report(result, inp, kf, cfg, seconds: float, written: list[Path], root: int, poses) -> None:
     from d3dp_ktp.inference.pipeline import mpjpe_mm
 
+    s = cfg.sampling
     print(f"lifted {inp.num_frames} frames ({result.num_windows} window(s) of T={result.window}, "
-          f"H={cfg.num_hypotheses} hypotheses, K={cfg.num_steps} steps, {cfg.agg}) in {seconds:.1f} s")
+          f"H={s.num_hypotheses} hypotheses, K={s.num_steps} steps, {cfg.agg}) in {seconds:.1f} s")
     for path in written:
         print(f"wrote {path}")
     if "poses_3d_gt" in kf.extras:

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from d3dp_ktp import perf  # noqa: E402
-from d3dp_ktp.diffusion import D3DP, DiffusionConfig  # noqa: E402
+from d3dp_ktp.diffusion import D3DP, DiffusionConfig, SamplingConfig  # noqa: E402
 from d3dp_ktp.factory import build_diffusion  # noqa: E402
 from d3dp_ktp.models import ModelConfig, build_model  # noqa: E402
 
@@ -92,8 +92,8 @@ def build(args) -> torch.nn.Module:
     torch.manual_seed(args.seed)
     model_cfg = ModelConfig(arch=args.arch, num_frames=args.frames, channels=args.channels, depth=args.depth,
                             num_heads=args.heads, attention=args.attention)
-    diffusion_cfg = DiffusionConfig(num_hypotheses=args.hypotheses, num_steps=args.steps, flip=not args.no_flip)
-    return build_diffusion(model_cfg, diffusion_cfg).to(args.device)
+    sampling = SamplingConfig(num_hypotheses=args.hypotheses, num_steps=args.steps, flip=not args.no_flip)
+    return build_diffusion(model_cfg, DiffusionConfig(), sampling).to(args.device)
 
 
 def make_inputs(args, model) -> dict:
@@ -114,7 +114,7 @@ class OfficialEquivalentD3DP(D3DP):
     flipped input is a second denoiser call (official ``ddim_sample`` calls the network twice per step),
     run fp32 eager with explicit softmax attention (what the official Attention does)."""
 
-    def predict_x0(self, x2d, x2d_flip, x, t, dtype=None):
+    def predict_x0(self, x2d, x2d_flip, x, t, dtype=None, max_batch=None):  # one call per pass, unsplit
         s, c = self.cfg.scale, self.cfg.clamp
         x_in = torch.clamp(x, -c * s, c * s) / s
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
@@ -130,7 +130,8 @@ def official_equivalent(model: D3DP) -> OfficialEquivalentD3DP:
     denoiser = model.pose_estimator
     twin = build_model(replace(denoiser.cfg, attention="math")).to(next(denoiser.parameters()).device)
     twin.load_state_dict(denoiser.state_dict())
-    return OfficialEquivalentD3DP(twin, model.cfg, model.skeleton, model.keypoint_skeleton).eval()
+    return OfficialEquivalentD3DP(twin, model.cfg, model.skeleton, model.keypoint_skeleton,
+                                  model.sampling).eval()
 
 
 def official_sample_fn(model, x: dict):
@@ -207,7 +208,8 @@ def measure(fn, flops: int, warmup: int, args, peak: float | None, ceiling: floa
 def run_check(model, sampler, x: dict, args) -> dict:
     """Sampled x0 of the benchmarked variant (``sampler``: ``model`` or its ONNX twin) vs fp32 eager
     attention='math' with ``model``'s weights, same latents and z."""
-    reference = build_diffusion(replace(model.pose_estimator.cfg, attention="math"), model.cfg).to(args.device)
+    reference = build_diffusion(replace(model.pose_estimator.cfg, attention="math"), model.cfg,
+                                model.sampling).to(args.device)
     reference.load_state_dict(model.state_dict())
     x0_ref = reference.sample(x["x2d"], latents=x["latents"], step_noise=x["step_noise"])
     x0 = sample_fn(sampler, x, args)()

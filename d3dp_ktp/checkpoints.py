@@ -3,8 +3,12 @@
 Our format is a folder::
 
     model.safetensors        weights of the D3DP wrapper (keys pose_estimator.*) or of a lifter
-    config.yaml              the resolved config: model, diffusion (+ any other sections), meta
-    scheduler_config.json    the diffusers scheduler config (D3DP models)
+    config.yaml              the resolved config: model, diffusion, sampling (+ any other sections), meta
+
+The scheduler is rebuilt from the diffusion section (N_t, cosine s), its one source; folders written
+before this also hold a scheduler_config.json, which is ignored. Their sampling settings, then kept
+as diffusion.num_hypotheses/num_steps/eta/flip (and eval.*, train.val_hypotheses/val_steps), are read
+into the sampling section (diffusion.migrate_sampling_keys).
 
 Writes are atomic (temporary folder, then rename), so an interrupted save never destroys the
 previous checkpoint. Foreign .bin files are read with ``torch.load(weights_only=True)`` and an
@@ -20,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_dir, recover_dir, write_error
-from .diffusion import D3DP
+from .diffusion import migrate_sampling_keys
 from .factory import build_from_config, model_sections
 from .official import load_official, load_state_strict
 
@@ -41,15 +45,13 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, config: dict | Non
             state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS_NAME))
             (tmp / CONFIG_NAME).write_text(yaml.safe_dump(sections, sort_keys=False))
-            if isinstance(model, D3DP):
-                model.scheduler.save_pretrained(tmp)
     except OSError as err:  # disk full, read-only folder...: say which checkpoint was not written
         raise write_error(err, "checkpoint", path) from err
     return path
 
 
 def read_config(path: str | Path) -> dict:
-    """The config sections stored in a checkpoint folder."""
+    """The config sections stored in a checkpoint folder, older sampling keys moved to ``sampling``."""
     path = Path(path)
     file = path / CONFIG_NAME
     if not file.is_file():
@@ -60,7 +62,7 @@ def read_config(path: str | Path) -> dict:
         raise ValueError(f"checkpoint config {file} is corrupted: {err}") from None
     if not isinstance(data, dict) or "model" not in data:
         raise ValueError(f"checkpoint config {file} has no 'model' section")
-    return data
+    return migrate_sampling_keys(data)[0]
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",

@@ -4,17 +4,21 @@ A YAML file holds only overrides, grouped by section::
 
     model: {channels: 128, depth: 3}
     train: {epochs: 40}
+    sampling: {num_hypotheses: 20, num_steps: 10}   # saved with the checkpoints: sample.py/eval defaults
 
-Unknown sections or keys raise with the list of valid ones; values are type-checked.
+Unknown sections or keys raise with the list of valid ones; values are type-checked. The sampling
+keys of older files (diffusion.num_hypotheses, eval.num_steps, train.val_hypotheses, ...) are moved
+to their new place with a warning (diffusion.migrate_sampling_keys).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import deep_merge, from_dict, load_yaml, parse_overrides
 from .data.config import DataConfig
-from .diffusion import DiffusionConfig
+from .diffusion import DiffusionConfig, SamplingConfig, migrate_sampling_keys
 from .evaluation.config import EvalConfig
 from .models import ModelConfig
 from .training.config import TrainConfig
@@ -24,6 +28,7 @@ from .training.config import TrainConfig
 class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)   # the trained model's sampling defaults
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -42,4 +47,8 @@ def load_experiment(path: str | Path | None = None, overrides: list[str] | None 
     """Defaults <- YAML file <- ``section.key=value`` overrides; validated."""
     values = load_yaml(path) if path else {}
     values = deep_merge(values, parse_overrides(list(overrides or [])))
+    values, moved = migrate_sampling_keys(values)
+    if moved:
+        warnings.warn(f"{path or 'the overrides'}: sampling settings have moved: {', '.join(moved)}; "
+                      "please update the file")
     return from_dict(ExperimentConfig, values).validate()

@@ -13,7 +13,7 @@ import yaml
 import d3dp_ktp.checkpoints as checkpoints
 from d3dp_ktp.checkpoints import load_checkpoint, save_checkpoint
 from d3dp_ktp.convert import main as convert_main
-from d3dp_ktp.diffusion import D3DP, DiffusionConfig
+from d3dp_ktp.diffusion import D3DP, DiffusionConfig, SamplingConfig
 from d3dp_ktp.factory import build_diffusion
 from d3dp_ktp.models import ModelConfig, build_model
 from d3dp_ktp.official import load_official, torch_load_untrusted
@@ -30,7 +30,7 @@ def make(kind: str, seed: int = 0) -> torch.nn.Module:
         return randomize_(build_model(ModelConfig(**{**TINY, "depth": 2, "diffusion": False})), seed + 1).eval()
     arch = kind.split("-")[1]
     d = build_diffusion(ModelConfig(**{**TINY, "arch": arch, "depth": 3 if arch == "mixste" else 2}),
-                        DiffusionConfig(num_hypotheses=2, num_steps=3))
+                        DiffusionConfig(), SamplingConfig(num_hypotheses=2, num_steps=3))
     randomize_(d.pose_estimator, seed + 1)
     return d.eval()
 
@@ -70,12 +70,14 @@ def test_our_format_round_trip(kind, tmp_path):
     model = make(kind)
     path = save_checkpoint(model, tmp_path / "ck", config={"data": {"dataset": "h36m"}}, meta={"epoch": 3})
     assert (path / "model.safetensors").is_file() and (path / "config.yaml").is_file()
-    assert (path / "scheduler_config.json").is_file() == (kind != "lifter")
+    assert not (path / "scheduler_config.json").exists()  # the scheduler is rebuilt from the diffusion section
     loaded, sections = load_checkpoint(path)
     assert not loaded.training
     assert sections["data"] == {"dataset": "h36m"} and sections["meta"] == {"epoch": 3}
     assert sections["model"]["channels"] == 32 and sections["model"]["num_frames"] == 9
-    assert ("diffusion" in sections) == (kind != "lifter")
+    assert ("diffusion" in sections) == ("sampling" in sections) == (kind != "lifter")
+    if kind != "lifter":
+        assert loaded.sampling == model.sampling and loaded.sampling.num_steps == 3
     saved = yaml.safe_load((path / "config.yaml").read_text())
     assert saved["model"]["arch"] == ("mixste" if "mixste" in kind else "ktpformer")
     torch.testing.assert_close(outputs(loaded), outputs(model), rtol=0, atol=0)
@@ -265,7 +267,7 @@ def test_convert_cli(tmp_path):
                            "--layout", "h36m"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "wrote" in proc.stdout and str(out) in proc.stdout and "model.safetensors" in proc.stdout
-    for name in ("model.safetensors", "config.yaml", "scheduler_config.json"):
+    for name in ("model.safetensors", "config.yaml"):
         assert (out / name).is_file()
     loaded, sections = load_checkpoint(out)
     assert sections["model"]["num_heads"] == 4 and sections["meta"]["converted_from"] == str(src)

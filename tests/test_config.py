@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 
 from d3dp_ktp.config import deep_merge, from_dict, load_yaml, override, parse_overrides, to_dict
-from d3dp_ktp.diffusion import DiffusionConfig
+from d3dp_ktp.diffusion import DiffusionConfig, SamplingConfig
 from d3dp_ktp.models import ModelConfig
 
 
@@ -27,18 +27,21 @@ def test_defaults_are_the_spec_defaults():
     assert (m.arch, m.num_frames, m.num_joints, m.channels, m.depth, m.num_heads, m.mlp_ratio) == (
         "ktpformer", 243, 17, 512, 7, 8, 2.0)
     d = DiffusionConfig()
-    assert (d.num_train_timesteps, d.cosine_s, d.scale, d.clamp, d.eta, d.flip) == (1000, 0.008, 1.0, 1.1, 1.0, True)
+    assert (d.num_train_timesteps, d.cosine_s, d.scale, d.clamp) == (1000, 0.008, 1.0, 1.1)
+    s = SamplingConfig()
+    assert (s.num_hypotheses, s.num_steps, s.eta, s.flip, s.dtype, s.seed) == (5, 5, 1.0, True, "fp32", 1)
     assert d.loss_scaled_gradient is True
     with pytest.raises(dataclasses.FrozenInstanceError):
         m.channels = 3  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("cls", [ModelConfig, DiffusionConfig])
+@pytest.mark.parametrize("cls", [ModelConfig, DiffusionConfig, SamplingConfig])
 def test_from_dict_to_dict_round_trip(cls):
     cfg = cls()
     assert from_dict(cls, to_dict(cfg)) == cfg
-    changed = {"channels": 64, "num_heads": 4, "layout": "humaneva15", "num_joints": 15} if cls is ModelConfig \
-        else {"scale": 2.0, "num_steps": 10, "flip": False}
+    changed = {ModelConfig: {"channels": 64, "num_heads": 4, "layout": "humaneva15", "num_joints": 15},
+               DiffusionConfig: {"scale": 2.0, "lambda_tc": 0.5},
+               SamplingConfig: {"num_steps": 10, "flip": False}}[cls]
     cfg2 = from_dict(cls, changed)
     for k, v in changed.items():
         assert getattr(cfg2, k) == v
@@ -133,9 +136,15 @@ def test_model_config_validate(values, match):
         from_dict(ModelConfig, values).validate()
 
 
-@pytest.mark.parametrize("values,match", [({"num_steps": 0}, "num_steps"), ({"num_hypotheses": 0}, "num_hypotheses"),
-                                          ({"eta": -0.1}, "eta"), ({"scale": 0.0}, "scale"),
-                                          ({"lambda_tc": -1.0}, "lambda_tc")])
+@pytest.mark.parametrize("values,match", [({"scale": 0.0}, "scale"), ({"lambda_tc": -1.0}, "lambda_tc")])
 def test_diffusion_config_validate(values, match):
     with pytest.raises(ValueError, match=match):
         from_dict(DiffusionConfig, values).validate()
+
+
+@pytest.mark.parametrize("values,match", [({"num_steps": 0}, "num_steps"), ({"num_hypotheses": 0}, "num_hypotheses"),
+                                          ({"eta": -0.1}, "eta"), ({"dtype": "fp64"}, "dtype"),
+                                          ({"seed": 1.5}, "seed")])
+def test_sampling_config_is_validated_when_built(values, match):
+    with pytest.raises(ValueError, match=match):
+        from_dict(SamplingConfig, values)

@@ -6,7 +6,7 @@ import functools
 import pytest
 import torch
 
-from d3dp_ktp.diffusion import D3DP, DiffusionConfig
+from d3dp_ktp.diffusion import D3DP, DiffusionConfig, SamplingConfig
 from d3dp_ktp.factory import build_diffusion
 from d3dp_ktp.models import ModelConfig
 from d3dp_ktp.skeleton import COCO, H36M
@@ -14,11 +14,11 @@ from tests.reference import TINY, randomize_
 from tests.reference import official_ref as ref
 
 
-def tiny_d3dp(arch="ktpformer", seed=0, out_scale=0.3, diffusion=None, **model_kw) -> D3DP:
+def tiny_d3dp(arch="ktpformer", seed=0, out_scale=0.3, diffusion=None, sampling=None, **model_kw) -> D3DP:
     torch.manual_seed(seed)
     depth = 3 if arch == "mixste" else 2
     cfg = ModelConfig(**{**TINY, "arch": arch, "depth": depth, **model_kw})
-    d = build_diffusion(cfg, diffusion or DiffusionConfig())
+    d = build_diffusion(cfg, diffusion or DiffusionConfig(), sampling)
     randomize_(d.pose_estimator, seed + 100, out_scale)
     return d.eval()
 
@@ -111,12 +111,12 @@ def test_sampling_loop_never_reads_back_from_the_device(flip):
     shape, K = (2, 2, 9, 17, 3), 5
     x2d = torch.empty(2, 9, 17, 2, device="meta")
     latents, step_noise = torch.empty(shape, device="meta"), torch.empty(K - 1, *shape, device="meta")
-    out = d._ddim_loop(x2d, 2, K, 1.0, flip, None, latents, step_noise, shape, None)
+    out = d._ddim_loop(x2d, K, 1.0, flip, None, latents, step_noise, shape, None)
     assert out.shape == (2, K, *shape[1:]) and out.device.type == "meta"
 
 
 def test_sample_uses_config_defaults_and_restores_training_mode():
-    d = tiny_d3dp(seed=29, diffusion=DiffusionConfig(num_hypotheses=2, num_steps=3))
+    d = tiny_d3dp(seed=29, sampling=SamplingConfig(num_hypotheses=2, num_steps=3))
     x2d, _, _ = batch(30)
     ref_out = d.sample(x2d, generator=torch.Generator().manual_seed(0))
     assert ref_out.shape == (2, 3, 2, 9, 17, 3)

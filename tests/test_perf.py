@@ -16,7 +16,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from d3dp_ktp import perf
-from d3dp_ktp.diffusion import DiffusionConfig
+from d3dp_ktp.diffusion import DiffusionConfig, SamplingConfig
 from d3dp_ktp.factory import build_diffusion
 from d3dp_ktp.models import ModelConfig, build_model
 
@@ -27,13 +27,13 @@ SMALL = ModelConfig(num_frames=27, channels=64, depth=2, num_heads=8, drop_path_
 
 def d3dp(cfg: ModelConfig = TINY, seed: int = 0, H: int = 2, K: int = 2):
     torch.manual_seed(seed)
-    return build_diffusion(cfg, DiffusionConfig(num_hypotheses=H, num_steps=K)).eval()
+    return build_diffusion(cfg, DiffusionConfig(), SamplingConfig(num_hypotheses=H, num_steps=K)).eval()
 
 
 def noise_for(model, B: int = 2, seed: int = 1) -> dict:
     """x2d and fixed latents/step noise, so two samplers see exactly the same randomness."""
     g = torch.Generator().manual_seed(seed)
-    cfg, H, K = model.pose_estimator.cfg, model.cfg.num_hypotheses, model.cfg.num_steps
+    cfg, H, K = model.pose_estimator.cfg, model.sampling.num_hypotheses, model.sampling.num_steps
     T, J = cfg.num_frames, cfg.num_joints
     return {"x2d": torch.rand(B, T, J, 2, generator=g) * 2 - 1,
             "latents": torch.randn(B, H, T, J, 3, generator=g),
@@ -154,22 +154,28 @@ def test_half_precision_is_never_the_default():
     """fp32 unless bf16/fp16 is asked for: sample.py, the Python API, evaluation and the bench."""
     import importlib.util
 
-    from d3dp_ktp.evaluation.config import EvalConfig
-    from d3dp_ktp.inference.pipeline import LiftConfig
+    import yaml
 
-    assert LiftConfig().dtype == "fp32" and EvalConfig().dtype == "fp32"
+    from d3dp_ktp.sampling import SamplingConfig, sampling_for
+
+    assert SamplingConfig().dtype == "fp32"   # what LiftConfig/EvalConfig use for a model without its own
+    demo = yaml.safe_load((REPO / "assets" / "demo" / "checkpoint" / "config.yaml").read_text())
+    assert demo["sampling"]["dtype"] == "fp32"
     for script in ("sample.py", "bench/bench.py"):
         spec = importlib.util.spec_from_file_location(f"_defaults_{Path(script).stem}", REPO / script)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         parser = module.build_parser() if hasattr(module, "build_parser") else None
         args = parser.parse_args([]) if parser else module.parse_args([])
-        assert args.dtype == "fp32", script
+        if script == "sample.py":   # no flag: the checkpoint's value, else SamplingConfig's
+            assert args.dtype is None and sampling_for(object(), args).dtype == "fp32"
+        else:
+            assert args.dtype == "fp32", script
 
 
 def test_attention_math_and_sdpa_agree():
     sdpa = d3dp(replace(SMALL, attention="sdpa"))
-    math = build_diffusion(replace(SMALL, attention="math"), sdpa.cfg).eval()
+    math = build_diffusion(replace(SMALL, attention="math"), sdpa.cfg, sdpa.sampling).eval()
     math.load_state_dict(sdpa.state_dict())
     inputs = denoiser_inputs(SMALL, B=2)
     with torch.no_grad():

@@ -32,6 +32,15 @@ def d3dp_time_pairs(num_steps: int, num_train_timesteps: int = 1000) -> list[tup
     return list(zip(times[:-1], times[1:]))
 
 
+def randn(shape: tuple, generator: torch.Generator | None, device: torch.device | str,
+          dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """N(0, I) drawn where the generator lives (the global CPU RNG when there is none), then moved to
+    ``device``: a seed gives the same poses on every device, and a generator on the GPU draws there
+    without a host copy (diffusers' randn_tensor also draws on a CPU generator's device)."""
+    where = generator.device if generator is not None else "cpu"
+    return torch.randn(shape, generator=generator, dtype=dtype, device=where).to(device)
+
+
 @dataclass
 class D3DPSchedulerOutput(BaseOutput):
     prev_sample: torch.Tensor            # x_{t_next}
@@ -90,7 +99,14 @@ class D3DPScheduler(SchedulerMixin, ConfigMixin):
     def step(self, model_output: torch.Tensor, timestep: int, sample: torch.Tensor, eta: float = 1.0,
              variance_noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
              return_dict: bool = True):
-        """One DDIM move t -> t_next given x̂0 (already clamped and flip-averaged) and the unclamped x_t."""
+        """One DDIM move t -> t_next given x̂0 (already clamped and flip-averaged) and the unclamped x_t.
+
+        The noise z of a stochastic step is ``variance_noise`` when given, else drawn from
+        ``generator`` (`randn`); giving both is an error, as in diffusers' DDIMScheduler.
+        """
+        if variance_noise is not None and generator is not None:
+            raise ValueError("Cannot pass both generator and variance_noise. Please make sure that either "
+                             "`generator` or `variance_noise` stays `None`.")
         t = int(timestep)
         if t not in self._next:
             raise ValueError(f"timestep {t} is not one of this run's timesteps {self.timesteps.tolist()}; "
@@ -108,8 +124,7 @@ class D3DPScheduler(SchedulerMixin, ConfigMixin):
             prev = x0 * math.sqrt(self.alpha_bar(t_next)) + c * eps
             if sigma > 0:
                 if variance_noise is None:
-                    variance_noise = torch.randn(sample.shape, generator=generator, dtype=sample.dtype,
-                                                 device=sample.device)
+                    variance_noise = randn(sample.shape, generator, sample.device, sample.dtype)
                 prev = prev + sigma * variance_noise
         if not return_dict:
             return (prev, x0)

@@ -1,7 +1,9 @@
 """Evaluation of D3DP models: multi-hypothesis errors per DDIM step (SPEC §5), 3DHP PCK/AUC (§7.5).
 
     from d3dp_ktp.evaluation import EvalConfig, evaluate, write_report
-    result = evaluate(model, dataset, EvalConfig(num_hypotheses=20, num_steps=10))
+    from d3dp_ktp.sampling import SamplingConfig
+    result = evaluate(model, dataset, EvalConfig())   # H, K, ... = the model's own (model.sampling)
+    result = evaluate(model, dataset, EvalConfig(SamplingConfig(num_hypotheses=20, num_steps=10)))
     result.summary()        # {'J-Best': [mm per step k], ..., 'P2/J-Agg': [...]}
     result.table()          # {'J-Best': {'Directions': [mm per k], ...}, ...}
     write_report(result, "outputs/eval")

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 from ..checkpoints import WEIGHTS_NAME, load_checkpoint
 from ..data.dataset import PoseDataset
 from ..official import load_official
+from ..sampling import add_sampling_arguments, sampling_for
 from .config import MODES, EvalConfig
 from .report import write_report
 from .runner import EvalResult, evaluate, window_length
@@ -48,24 +49,19 @@ def _int_list(text: str) -> list[int]:
 
 
 def build_parser(spec: DatasetCLI) -> argparse.ArgumentParser:
-    defaults = EvalConfig()
     p = argparse.ArgumentParser(description=spec.description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="our checkpoint folder or an official D3DP .bin file")
     p.add_argument("--data-dir", required=True, help="folder with the dataset's npz files")
     if spec.keypoints is not None:
         p.add_argument("--keypoints", default=spec.keypoints,
                        help=f"2D source: <kp> of data_2d_*_<kp>.npz (default {spec.keypoints})")
-    p.add_argument("-H", "--hypotheses", type=int, default=defaults.num_hypotheses, help="hypotheses H (default 5)")
-    p.add_argument("-K", "--steps", type=int, default=defaults.num_steps, help="DDIM steps K (default 5)")
-    p.add_argument("--eta", type=float, default=defaults.eta, help="DDIM eta (default 1)")
-    p.add_argument("--no-flip", action="store_true", help="disable flip test-time augmentation")
+    add_sampling_arguments(p)
     p.add_argument("--mode", choices=MODES + ("both",), default="official",
                    help="official: the published protocol incl. its quirks (GT root in JPMA, per-batch P-Best, "
                         "double-counted overlap); clean: each frame once, per-window P-Best, JPMA root from 2D")
     p.add_argument("--batch-size", type=int, default=spec.batch_size,
                    help=f"windows per batch; official P-Best depends on it (default {spec.batch_size}); "
                         "0 = as many as fit in memory (clean mode)")
-    p.add_argument("--seed", type=int, default=defaults.seed, help="noise seed (default 1)")
     p.add_argument("--by-subject", action="store_true", default=spec.by_subject, help="also report per subject")
     p.add_argument("--subjects", default=",".join(spec.subjects), help="comma-separated test subjects")
     p.add_argument("--actions", default=spec.actions, help="action prefixes, comma-separated ('*' = all)")
@@ -104,10 +100,10 @@ def load_model(path: Path, spec: DatasetCLI):
     return model
 
 
-def eval_configs(args: argparse.Namespace) -> list[EvalConfig]:
+def eval_configs(args: argparse.Namespace, model) -> list[EvalConfig]:
     modes = MODES if args.mode == "both" else (args.mode,)
-    return [EvalConfig(num_hypotheses=args.hypotheses, num_steps=args.steps, eta=args.eta, flip=not args.no_flip,
-                       mode=m, batch_size=args.batch_size, seed=args.seed, protocol2=not args.no_p2,
+    sampling = sampling_for(model, args)
+    return [EvalConfig(sampling=sampling, mode=m, batch_size=args.batch_size, protocol2=not args.no_p2,
                        by_subject=args.by_subject, max_windows=args.max_windows, device=args.device) for m in modes]
 
 
@@ -141,12 +137,12 @@ def _print_summary(result: EvalResult) -> None:
 
 
 def run(args: argparse.Namespace, spec: DatasetCLI) -> list[Path]:
-    cfgs = eval_configs(args)
     check_data_dir(args)
     path = Path(args.checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"--checkpoint {path} does not exist (give our checkpoint folder or an official .bin)")
     model = load_model(path, spec)
+    cfgs = eval_configs(args, model)
     if args.frames and args.frames != window_length(model):
         raise ValueError(f"checkpoint mismatch: {path} was built for T={window_length(model)} frames, "
                          f"--frames asked for {args.frames}")
@@ -158,12 +154,16 @@ def run(args: argparse.Namespace, spec: DatasetCLI) -> list[Path]:
     files = []
     for cfg in cfgs:
         result = _with(evaluate(model, dataset, cfg, progress=not args.no_progress), extra)
-        sweep = [result if h == cfg.num_hypotheses else
-                 _with(evaluate(model, dataset, dataclasses.replace(cfg, num_hypotheses=h),
-                                progress=not args.no_progress), extra) for h in (args.hypotheses_sweep or [])]
+        sweep = [result if h == cfg.sampling.num_hypotheses else
+                 _with(evaluate(model, dataset, _with_hypotheses(cfg, h), progress=not args.no_progress), extra)
+                 for h in (args.hypotheses_sweep or [])]
         files += write_report(result, args.out, sweep)
         _print_summary(result)
     return files
+
+
+def _with_hypotheses(cfg: EvalConfig, h: int) -> EvalConfig:
+    return dataclasses.replace(cfg, sampling=cfg.sampling.override(num_hypotheses=h))
 
 
 def _with(result: EvalResult, extra: dict) -> EvalResult:

@@ -166,9 +166,11 @@ def batch_errors(P: torch.Tensor, Y: torch.Tensor, jpma_index: torch.Tensor | No
 
 def _sample(model, x2d: torch.Tensor, cfg: EvalConfig, generator: torch.Generator, root: int) -> torch.Tensor:
     B, T, _, _ = x2d.shape
-    P = model.sample(x2d, num_hypotheses=cfg.num_hypotheses, num_steps=cfg.num_steps, eta=cfg.eta,
-                     flip=cfg.flip, generator=generator, **({"dtype": cfg.dtype} if cfg.dtype != "fp32" else {}))
-    expected = (B, cfg.num_steps, cfg.num_hypotheses, T, model.skeleton.num_joints, 3)
+    s = cfg.sampling
+    own_dtype = getattr(getattr(model, "sampling", None), "dtype", "fp32")  # what sample() uses when not told
+    P = model.sample(x2d, num_hypotheses=s.num_hypotheses, num_steps=s.num_steps, eta=s.eta,
+                     flip=s.flip, generator=generator, **({"dtype": s.dtype} if s.dtype != own_dtype else {}))
+    expected = (B, s.num_steps, s.num_hypotheses, T, model.skeleton.num_joints, 3)
     if not isinstance(P, torch.Tensor) or tuple(P.shape) != expected:
         raise ValueError(f"model.sample returned {tuple(getattr(P, 'shape', ()))}, expected (B, K, H, T, J, 3) = "
                          f"{expected}")
@@ -209,13 +211,14 @@ def iterate_batches(model, dataset: PoseDataset, cfg: EvalConfig, progress: bool
     windows are cut into batches in order (never across videos), so official P-Best is then shared by
     windows that are not neighbours.
     """
+    cfg = cfg.for_model(model)
     T, device, root = window_length(model), resolve_device(cfg.device, "eval.device"), model.skeleton.root
     protocol = get_protocol(cfg.mode)
     skip_jpma = jpma_status(model, dataset) is not None
     pixels = uses_pixel_jpma(dataset)
     if hasattr(model, "to"):
         model.to(device)
-    generator = torch.Generator().manual_seed(cfg.seed)  # CPU generator: the same noise on every device
+    generator = torch.Generator().manual_seed(cfg.sampling.seed)  # CPU generator: the same noise on every device
     batch_size = cfg.batch_size or auto_batch_size(model, cfg, T, device)
     selection = select_windows(window_counts(dataset, T), cfg.max_windows)
     total = sum(len(chosen) for chosen in selection)
@@ -244,8 +247,8 @@ def auto_batch_size(model, cfg: EvalConfig, T: int, device: torch.device) -> int
         budget = int(0.8 * torch.cuda.mem_get_info(device)[0])
     else:
         budget = 2 * 2 ** 30
-    return max_windows_for_budget(model, T, cfg.num_hypotheses, cfg.flip, budget, K=cfg.num_steps,
-                                  dtype=cfg.dtype)
+    s = cfg.sampling
+    return max_windows_for_budget(model, T, s.num_hypotheses, s.flip, budget, K=s.num_steps, dtype=s.dtype)
 
 
 # --- accumulation and the result ---------------------------------------------------------------
@@ -343,7 +346,8 @@ def _settings(model, dataset: PoseDataset, cfg: EvalConfig, jpma_note: str | Non
     total = sum(window_counts(dataset, T))
     has_valid = all(v.valid is not None for v in dataset.videos)
     described = get_protocol(cfg.mode).describe(cfg.batch_size, has_valid, jpma_skipped=jpma_note is not None)
-    return {**to_dict(cfg), "dataset": dataset.name, "keypoints_layout": dataset.keypoints_layout,
+    flat = {**to_dict(cfg.sampling), **{k: v for k, v in to_dict(cfg).items() if k != "sampling"}}
+    return {**flat, "dataset": dataset.name, "keypoints_layout": dataset.keypoints_layout,
             "layout": dataset.skeleton.name, "window": T, "total_windows": total,
             "window_selection": ("every window" if not 0 < cfg.max_windows < total else
                                  f"{cfg.max_windows} of {total} windows evenly spread over the test set in dataset "
@@ -358,14 +362,16 @@ def evaluate(model, dataset: PoseDataset, cfg: EvalConfig, progress: bool = Fals
 
     model.sample(x2d (B, T, J2, 2), num_hypotheses, num_steps, eta, flip, generator) must return
     (B, K, H, T, J, 3) metres. Every batch draws its noise from one torch.Generator seeded with
-    ``cfg.seed``. MPI-INF-3DHP data also gets PCK/AUC tables in ``result.pck``. The training loop
-    calls this for validation with small H, K and ``max_windows``.
+    ``cfg.sampling.seed``; ``cfg.sampling`` None samples with ``model.sampling`` (the checkpoint's).
+    MPI-INF-3DHP data also gets PCK/AUC tables in ``result.pck``. The training loop calls this for
+    validation with small H, K and ``max_windows``.
     """
+    cfg = cfg.for_model(model)
     notes = check_compatible(model, dataset)
     jpma_note = jpma_status(model, dataset)
     names = tuple(p + m for p in ("", P2_PREFIX)[:1 + cfg.protocol2] for m in METRIC_NAMES
                   if m != "J-Agg" or jpma_note is None)
-    collector = PCKCollector(cfg.num_steps) if uses_pixel_jpma(dataset) else None
+    collector = PCKCollector(cfg.sampling.num_steps) if uses_pixel_jpma(dataset) else None
     stats: dict[tuple[str, str], GroupStats] = {}
     windows = 0
     for batch in iterate_batches(model, dataset, cfg, progress):

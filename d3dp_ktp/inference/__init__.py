@@ -6,6 +6,7 @@
     result, inp = lift_keypoints(model, read_keypoints("alphapose-results.json"), LiftConfig(),
                                  width=1920, height=1080)
     result.poses_3d  # (F, 17, 3) metres, root-relative camera space
+    # LiftConfig(model.sampling.override(num_hypotheses=20, num_steps=10)): other than the checkpoint's H, K
 
 `sample.py` is the command-line front end. The names below are imported on first use, so that
 reading and checking an input file (formats, tracking, layouts) does not import torch.

@@ -280,7 +280,8 @@ def onnx_model(model: D3DP, checkpoint: str | Path | None = None, cfg: OnnxConfi
             print(f"exporting the denoiser to ONNX (once for these weights): {path}", file=sys.stderr)
         export_denoiser(denoiser if _on_cpu(denoiser) else _cpu_copy(denoiser), path, cfg)
         session = make_session(path, cfg)
-    return D3DP(OnnxDenoiser(session, denoiser.cfg, path), model.cfg, model.skeleton, model.keypoint_skeleton)
+    return D3DP(OnnxDenoiser(session, denoiser.cfg, path), model.cfg, model.skeleton, model.keypoint_skeleton,
+                model.sampling)
 
 
 def _on_cpu(module: nn.Module) -> bool:

@@ -8,8 +8,11 @@ sampling call, K DDIM steps, H hypotheses, J joints.
    end of the sequence. The default stride ceil(T/2) halves the seams' visibility at twice the
    cost of ``stride = T``, which gives exactly the windows of SPEC §6.6.
 2. **Sampling.** Every window gets H hypotheses after K DDIM steps (`D3DP.sample`, flip TTA on by
-   default). The initial x_T and the per-step noise are drawn window after window from one seeded
-   generator on the CPU, so a result depends on the seed only, not on the batch size or device.
+   default), with the model's own sampling settings unless the LiftConfig gives others. The initial
+   x_T and the per-step noise are drawn window after window from one seeded generator on the CPU,
+   so a result depends on the seed only, not on the batch size or device. How many windows go into
+   one call, and how many sequences into one denoiser forward, is chosen from a memory budget
+   (`auto_batch`) unless ``batch_size`` is given.
 3. **Aggregation** at the final step, per window: JPMA (SPEC §5.2) with the root translation
    estimated from the 2D (`aggregation.estimate_root`, no ground truth) or P-Agg (the mean). The
    uncertainty of a joint is the RMS distance of the H hypotheses from their mean (metres).
@@ -24,21 +27,23 @@ root-relative poses come from the network.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from d3dp_ktp import metrics
+from d3dp_ktp import metrics, perf
 from d3dp_ktp.aggregation import estimate_root, gather_hypotheses, jpma_index, p_agg
 from d3dp_ktp.camera import normalized_intrinsics
+from d3dp_ktp.config import to_dict
 from d3dp_ktp.data.windows import window_indices, window_starts
-from d3dp_ktp.diffusion import check_sampling_args
 from d3dp_ktp.device import resolve_device  # noqa: F401  (sample.py reads --device through pipeline)
+from d3dp_ktp.diffusion import SamplingConfig
 from d3dp_ktp.factory import window_length
 from d3dp_ktp.inference.io import KeypointFile, PreparedKeypoints, prepare_keypoints, write_json, write_npz
 
@@ -47,37 +52,47 @@ DEFAULT_FOCAL_FACTOR = 1.15   # focal length in px = 1.15 x image width unless g
 FILLED_ROOT_WEIGHT = 0.05     # weight of interpolated keypoints when fitting the root translation
 
 
+# On the CPU glibc's malloc serves blocks above its mmap threshold (which adapts up to 32 MiB on
+# 64-bit Linux, DEFAULT_MMAP_THRESHOLD_MAX) with fresh pages and unmaps them when freed, so every op
+# of a forward whose intermediates are larger page-faults and zeroes its output again. Smaller
+# forwards are not free either: each op pays a fixed cost, and on a busy CPU with two threads a
+# synchronisation wait. Measured on the demo model (T=27, C=64, largest intermediate 352 KiB per
+# sequence), ms per sequence at 40 / 80 / 100 / 400 sequences per forward: 48 / 36 / 34 / 41 with 2
+# threads (3700 page faults per sequence at 400), and 17 at 40 against 38 at 320 with 1 thread (14
+# once MALLOC_MMAP_THRESHOLD_ keeps big blocks on the heap). So a CPU forward is made as large as
+# keeps its largest intermediate within the threshold; time then grows in proportion to H·K·frames.
+CPU_TENSOR_BUDGET = 32 * 2 ** 20   # bytes of the largest intermediate of one denoiser forward (CPU)
+GPU_MEMORY_FRACTION = 0.8          # of the free memory, for all of one sampling call (CUDA)
+
+
 @dataclass(frozen=True)
 class LiftConfig:
-    num_hypotheses: int = 5        # H
-    num_steps: int = 5             # K
-    eta: float = 1.0               # DDIM eta (1 = D3DP)
-    flip: bool = True              # flip test-time augmentation in every step (SPEC §4.5)
-    seed: int = 0                  # seeds all sampling noise
-    batch_size: int = 16           # windows per sampling call (memory vs speed; results do not change)
+    sampling: SamplingConfig | None = None  # H, K, eta, flip, dtype, seed; None = the model's own (checkpoint's)
+    batch_size: int = 0            # windows per sampling call; 0 = automatic (`auto_batch`). Results do not change
     stride: int | None = None      # window start spacing for F > T; None = ceil(T/2); T = SPEC §6.6 windows
     agg: str = "jpma"              # 'jpma' (per joint, by 2D reprojection) or 'mean' (P-Agg)
     focal: float | None = None     # assumed focal length in px; None = 1.15 x image width
     save_hypotheses: bool = False  # keep every hypothesis of every step, (K, H, F, J, 3)
-    dtype: str = "fp32"            # 'fp16'/'bf16': the denoiser under autocast (GPU fast path; fp16 is the
-                                   # closer to fp32: 0.2 vs 1.7 mm mean on the demo model, H=20, K=10)
 
     def effective_stride(self, window: int) -> int:
         """``stride``, or ceil(T/2): overlaps of at most T/2 frames, so no frame lies in three windows."""
         return self.stride or (window + 1) // 2
 
+    def for_model(self, model) -> "LiftConfig":
+        """This config with ``sampling`` filled in from ``model.sampling`` (SamplingConfig() without one)."""
+        if self.sampling is not None:
+            return self
+        return dataclasses.replace(self, sampling=getattr(model, "sampling", None) or SamplingConfig())
+
     def validate(self, num_frames: int) -> None:
-        check_sampling_args(self.num_hypotheses, self.num_steps, self.eta)
         if self.agg not in AGGREGATIONS:
             raise ValueError(f"agg must be one of {', '.join(AGGREGATIONS)}, got '{self.agg}'")
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be >= 1 window, got {self.batch_size}")
+        if self.batch_size < 0:
+            raise ValueError(f"batch size must be >= 1 window, or 0 for automatic, got {self.batch_size}")
         if self.stride is not None and not 1 <= self.stride <= num_frames:
             raise ValueError(f"stride must be between 1 and the model's window T={num_frames}, got {self.stride}")
         if self.focal is not None and not self.focal > 0:
             raise ValueError(f"focal length must be positive pixels, got {self.focal}")
-        if self.dtype not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"dtype must be 'fp32', 'bf16' or 'fp16', got '{self.dtype}'")
 
 
 @dataclass
@@ -88,6 +103,7 @@ class LiftResult:
     hypotheses: np.ndarray | None        # (K, H, F, J, 3) when requested
     num_windows: int
     window: int                          # T
+    sampling: SamplingConfig | None = None  # the H, K, eta, flip, dtype and seed it was sampled with
 
 
 # ----------------------------------------------------------------------------- windows
@@ -132,22 +148,56 @@ def _noise(generator: torch.Generator, count: int, shape: tuple, steps: int) -> 
     return torch.cat(lat), torch.cat(steps_z, dim=1)
 
 
+def sequence_bytes(cfg) -> int:
+    """Bytes of the largest intermediate one sequence (window x hypothesis) makes in a denoiser forward
+    (fp32): the qkv projection or the MLP's hidden layer, 4·T·J·C·max(3, mlp_ratio), or with
+    attention='math' the attention scores, 4·heads·max(J·T², T·J²). Checked with a dispatch mode
+    in tests/inference/test_batching.py."""
+    T, J, C = cfg.num_frames, cfg.num_joints, cfg.channels
+    largest = T * J * C * max(3.0, cfg.mlp_ratio)
+    if cfg.attention == "math":
+        largest = max(largest, cfg.num_heads * max(J * T * T, T * J * J))
+    return int(4 * largest)
+
+
+def auto_batch(model, sampling: SamplingConfig, device: torch.device | str = "cpu",
+               cpu_budget: int | None = None) -> tuple[int, int | None]:
+    """(windows per sampling call, sequences per denoiser forward or None = all) for ``batch_size=0``.
+
+    CPU: as many sequences per forward as keep its largest intermediate within ``cpu_budget`` bytes
+    (default `CPU_TENSOR_BUDGET`, which says why), at least one; as many windows per call as fill
+    one forward (a window is H sequences, 2H with flip; a window larger than the budget is split by
+    hypotheses inside the call, `D3DP.denoise`). CUDA: the windows whose whole sampling call fits in 80% of the free memory
+    (`perf.max_windows_for_budget`), in one forward.
+    """
+    device = torch.device(device)
+    per_window = sampling.num_hypotheses * (2 if sampling.flip else 1)
+    if device.type == "cuda":
+        budget = int(GPU_MEMORY_FRACTION * torch.cuda.mem_get_info(device)[0])
+        return perf.max_windows_for_budget(model, window_length(model), sampling.num_hypotheses, sampling.flip,
+                                           budget, K=sampling.num_steps, dtype=sampling.dtype), None
+    sequences = max(1, (cpu_budget or CPU_TENSOR_BUDGET) // sequence_bytes(model.pose_estimator.cfg))
+    return max(1, sequences // per_window), sequences
+
+
 def sample_windows(model, x2d: torch.Tensor, cfg: LiftConfig, device: torch.device | str = "cpu"
                    ) -> Iterator[tuple[slice, torch.Tensor]]:
     """Yield (window slice, P (B, K, H, T, J, 3) on the CPU, root joint set to 0) batch after batch.
 
     x2d: (n, T, J2, 2) normalised windows.
     """
-    generator = torch.Generator().manual_seed(cfg.seed)
+    s = cfg.for_model(model).sampling
+    generator = torch.Generator().manual_seed(s.seed)
     n, T = x2d.shape[:2]
     J = model.skeleton.num_joints
     root = model.skeleton.root
-    for b in range(0, n, cfg.batch_size):
-        part = slice(b, min(b + cfg.batch_size, n))
-        latents, step_noise = _noise(generator, part.stop - b, (cfg.num_hypotheses, T, J, 3), cfg.num_steps)
-        P = model.sample(x2d[part].to(device), num_hypotheses=cfg.num_hypotheses, num_steps=cfg.num_steps,
-                         eta=cfg.eta, flip=cfg.flip, latents=latents, step_noise=step_noise,
-                         dtype=cfg.dtype).float().cpu().contiguous()
+    windows, max_batch = (cfg.batch_size, None) if cfg.batch_size else auto_batch(model, s, device)
+    for b in range(0, n, windows):
+        part = slice(b, min(b + windows, n))
+        latents, step_noise = _noise(generator, part.stop - b, (s.num_hypotheses, T, J, 3), s.num_steps)
+        P = model.sample(x2d[part].to(device), num_hypotheses=s.num_hypotheses, num_steps=s.num_steps,
+                         eta=s.eta, flip=s.flip, latents=latents, step_noise=step_noise, dtype=s.dtype,
+                         max_batch=max_batch).float().cpu().contiguous()
         P[..., root, :] = 0  # root-relative output (SPEC §5.1)
         yield part, P
 
@@ -192,6 +242,7 @@ def lift(model, x2d: np.ndarray, cfg: LiftConfig, ref2d: np.ndarray | None = Non
     progress(n) is called after every batch with its number of windows (a progress bar).
     """
     T = window_length(model)
+    cfg = cfg.for_model(model)
     cfg.validate(T)
     F = len(x2d)
     if F < 1:
@@ -222,7 +273,7 @@ def lift(model, x2d: np.ndarray, cfg: LiftConfig, ref2d: np.ndarray | None = Non
     hyps = blend("hyps")
     return LiftResult(poses_3d=blend("pose"), uncertainty=blend("spread"), root_trajectory=blend("root"),
                       hypotheses=None if hyps is None else hyps.transpose(1, 2, 0, 3, 4),
-                      num_windows=len(starts), window=T)
+                      num_windows=len(starts), window=T, sampling=cfg.sampling)
 
 
 def _windowed(a: np.ndarray | None, idx: torch.Tensor) -> torch.Tensor | None:
@@ -253,6 +304,7 @@ def lift_keypoints(model, kf: KeypointFile, cfg: LiftConfig = LiftConfig(), layo
                    ) -> tuple[LiftResult, PreparedKeypoints]:
     """Clean a keypoint file (`prepare_inputs`) and lift it; returns (result, model input); ``progress``: see `lift`."""
     inp, ref = prepare_inputs(model, kf, layout, width, height, min_score)
+    cfg = cfg.for_model(model)
     cfg.validate(window_length(model))
     if ref is None and cfg.agg == "jpma":
         raise ValueError(f"JPMA compares reprojections with 2D keypoints in the '{model.skeleton.name}' layout, "
@@ -276,8 +328,12 @@ def mpjpe_mm(poses_3d: np.ndarray, gt: np.ndarray, root: int = 0) -> float:
 # ----------------------------------------------------------------------------- saving
 
 def result_settings(cfg: LiftConfig, inp: PreparedKeypoints, result: LiftResult, **extra) -> dict:
-    """The settings stored beside the poses: the LiftConfig with effective values, plus ``extra``."""
-    return {**asdict(cfg), "stride": cfg.effective_stride(result.window),
+    """The settings stored beside the poses: the LiftConfig with effective values (its sampling
+    settings flat: num_hypotheses, num_steps, eta, flip, dtype, seed), plus ``extra``."""
+    values = to_dict(cfg)
+    values.pop("sampling")
+    sampling = to_dict(cfg.sampling or result.sampling or SamplingConfig())
+    return {**sampling, **values, "stride": cfg.effective_stride(result.window),
             "focal": cfg.focal or DEFAULT_FOCAL_FACTOR * inp.width, "window": result.window,
             "num_windows": result.num_windows, "num_frames": inp.num_frames, "width": inp.width,
             "height": inp.height, "keypoint_layout": inp.layout, **extra}

@@ -1,7 +1,9 @@
 """TrainConfig: optimisation and run settings (SPEC §6.7). Hyper-parameters first, runtime flags after."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from ..diffusion.config import SamplingConfig
 
 
 @dataclass(frozen=True)
@@ -19,8 +21,8 @@ class TrainConfig:
     seed: int = 1                     # random / NumPy / torch seed (D3DP seeds with 1)
     # --- validation and checkpoints ---
     val_every: int = 1                # epochs between validations; 0 = never
-    val_hypotheses: int = 1           # H during validation (D3DP: 1)
-    val_steps: int = 1                # K during validation (D3DP: 1)
+    # Sampling during validation: D3DP validates with H=1, K=1 (eta 1, flip on, seed 1).
+    val_sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(num_hypotheses=1, num_steps=1))
     val_max_windows: int = 0          # validation windows, evenly spread over the test set; 0 = all
     best_metric: str = "P-Agg"        # which validation error selects the best checkpoint
     save_every: int = 20              # epochs between numbered checkpoints; 0 = never
@@ -36,7 +38,7 @@ class TrainConfig:
     progress: bool = True             # tqdm progress bar
 
     def validate(self) -> None:
-        for name in ("epochs", "grad_accum", "val_hypotheses", "val_steps", "log_every"):
+        for name in ("epochs", "grad_accum", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "lr_decay"):

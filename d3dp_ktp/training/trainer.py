@@ -71,7 +71,7 @@ class Trainer:
         self.chunks = ChunkDataset.from_dataset(self.train_set, cfg.data.num_frames, cfg.data.flip_mode,
                                                   cfg.data.augment, cfg.data.seed)
         self.sampler = ChunkBatchSampler(self.chunks, cfg.data.batch_size, seed=cfg.data.seed)
-        model = build_diffusion(cfg.model, cfg.diffusion)
+        model = build_diffusion(cfg.model, cfg.diffusion, cfg.sampling)
         optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, eps=tc.eps,
                                       weight_decay=tc.weight_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
@@ -240,8 +240,7 @@ class Trainer:
 
     def _validate(self) -> dict:
         tc = self.cfg.train
-        ecfg = dataclasses.replace(self.cfg.eval, num_hypotheses=tc.val_hypotheses, num_steps=tc.val_steps,
-                                   max_windows=tc.val_max_windows)
+        ecfg = dataclasses.replace(self.cfg.eval, sampling=tc.val_sampling, max_windows=tc.val_max_windows)
         summary = evaluate(self.eval_model, self.test_set, ecfg).summary()
         return {f"val_{k}": float(v[-1]) for k, v in summary.items() if "/" not in k}
 

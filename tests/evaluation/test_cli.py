@@ -12,6 +12,7 @@ from d3dp_ktp.checkpoints import save_checkpoint
 from d3dp_ktp.diffusion import DiffusionConfig
 from d3dp_ktp.factory import build_diffusion
 from d3dp_ktp.models import ModelConfig
+from d3dp_ktp.sampling import SamplingConfig
 
 from .helpers import mpi_sequence, write_h36m, write_humaneva, write_mpi_inf_3dhp
 
@@ -25,10 +26,10 @@ def script(name: str):
     return lambda argv: module.main(module.SPEC, argv)
 
 
-def tiny_checkpoint(path: Path, **model) -> Path:
+def tiny_checkpoint(path: Path, sampling: SamplingConfig | None = None, **model) -> Path:
     torch.manual_seed(0)
     cfg = ModelConfig(channels=32, num_heads=4, depth=1, num_frames=9, **model)
-    return save_checkpoint(build_diffusion(cfg, DiffusionConfig()), path)
+    return save_checkpoint(build_diffusion(cfg, DiffusionConfig(), sampling), path)
 
 
 COMMON = ["-H", "2", "-K", "2", "--device", "cpu", "--no-progress"]
@@ -137,3 +138,19 @@ def test_custom_cli_reports_all_four_aggregations(tmp_path):
         data = json.loads((out / f"mocap_{mode}.json").read_text())  # named after the dataset
         assert set(data["summary_mm"]) == {"J-Best", "P-Best", "P-Agg", "J-Agg"}
         assert all(np.isfinite(v).all() for v in data["summary_mm"].values())
+
+
+def test_eval_samples_with_the_checkpoints_own_settings_unless_a_flag_is_given(tmp_path):
+    write_h36m(tmp_path / "data")
+    ckpt = tiny_checkpoint(tmp_path / "ckpt", SamplingConfig(num_hypotheses=3, num_steps=2, eta=0.5, seed=7))
+    base = ["--checkpoint", str(ckpt), "--data-dir", str(tmp_path / "data"), "--keypoints", "gt", "--device", "cpu",
+            "--no-progress", "--no-p2", "--max-windows", "2"]
+
+    def settings(out: str, *flags: str) -> dict:
+        assert script("h36m")([*base, "--out", str(tmp_path / out), *flags]) == 0
+        return json.loads((tmp_path / out / "h36m_official.json").read_text())["settings"]
+
+    s = settings("own")
+    assert (s["num_hypotheses"], s["num_steps"], s["eta"], s["flip"], s["seed"]) == (3, 2, 0.5, True, 7)
+    s = settings("given", "-K", "1", "--no-flip", "--seed", "2")
+    assert (s["num_hypotheses"], s["num_steps"], s["eta"], s["flip"], s["seed"]) == (3, 1, 0.5, False, 2)

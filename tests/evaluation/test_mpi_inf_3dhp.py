@@ -5,6 +5,7 @@ import torch
 
 from d3dp_ktp.data.mpi_inf_3dhp import load_mpi_inf_3dhp
 from d3dp_ktp.evaluation import EvalConfig, evaluate
+from d3dp_ktp.sampling import SamplingConfig
 from d3dp_ktp import aggregation
 
 from .helpers import StubModel, mpi_sequence, write_mpi_inf_3dhp, x_offset
@@ -21,7 +22,7 @@ def dataset(tmp_path):
 
 
 def cfg(**kw):
-    return EvalConfig(**{"num_hypotheses": 2, "num_steps": 2, "batch_size": 2, "device": "cpu",
+    return EvalConfig(**{"sampling": SamplingConfig(2, 2), "batch_size": 2, "device": "cpu",
                          "protocol2": False, **kw})
 
 

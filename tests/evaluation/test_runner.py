@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from d3dp_ktp import aggregation, metrics
-from d3dp_ktp.diffusion import DiffusionConfig
+from d3dp_ktp.diffusion import DiffusionConfig, SamplingConfig
 from d3dp_ktp.evaluation import EvalConfig, evaluate
 from d3dp_ktp.evaluation.report import markdown
 from d3dp_ktp.evaluation.runner import select_windows
@@ -19,7 +19,10 @@ J_FRACTION = 16 / 17  # non-root joints carry the offset; the predicted root is 
 
 
 def cfg(**kw):
-    return EvalConfig(**{"num_hypotheses": 2, "num_steps": 2, "device": "cpu", **kw})
+    """EvalConfig with H=K=2 on the CPU; H, K, seed... go to its SamplingConfig."""
+    sampling = {k: kw.pop(k) for k in list(kw) if k in SamplingConfig.__dataclass_fields__}
+    return EvalConfig(sampling=SamplingConfig(**{"num_hypotheses": 2, "num_steps": 2, **sampling}),
+                      **{"device": "cpu", **kw})
 
 
 def test_perfect_predictor_gives_zero_for_every_metric_protocol_and_mode():
@@ -256,7 +259,7 @@ def test_checkpoint_mismatch_and_bad_config_are_clear_errors():
     with pytest.raises(ValueError, match="batch_size"):
         EvalConfig(batch_size=0)
     with pytest.raises(ValueError, match="num_hypotheses"):
-        EvalConfig(num_hypotheses=0)
+        EvalConfig(sampling=SamplingConfig(num_hypotheses=0))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "assets" / "demo"
@@ -19,8 +20,10 @@ MAX_MPJPE_MM = float(re.search(r"MPJPE[^0-9]*([0-9.]+) mm", (DEMO / "README.md")
 
 def test_bundled_assets_are_small_and_complete():
     files = [DEMO / "demo_input.npz", DEMO / "checkpoint" / "model.safetensors",
-             DEMO / "checkpoint" / "config.yaml", DEMO / "checkpoint" / "scheduler_config.json"]
+             DEMO / "checkpoint" / "config.yaml"]
     assert all(f.is_file() for f in files)
+    sampling = yaml.safe_load((DEMO / "checkpoint" / "config.yaml").read_text())["sampling"]
+    assert (sampling["num_hypotheses"], sampling["num_steps"], sampling["seed"]) == (5, 5, 0)  # the demo's defaults
     assert sum(f.stat().st_size for f in files) < 5 * 2 ** 20
 
 
@@ -63,8 +66,8 @@ def test_half_precision_lifting_stays_close_to_fp32(frames, H, K):
     model, _ = load_checkpoint(DEMO / "checkpoint")
     kf = read_keypoints(DEMO / "demo_input.npz")
     kf = dataclasses.replace(kf, keypoints=kf.keypoints[:frames])
-    poses = {dtype: lift_keypoints(model, kf, LiftConfig(dtype=dtype, agg="mean", num_hypotheses=H,
-                                                         num_steps=K))[0].poses_3d
+    poses = {dtype: lift_keypoints(model, kf, LiftConfig(model.sampling.override(dtype=dtype, num_hypotheses=H,
+                                                                               num_steps=K), agg="mean"))[0].poses_3d
              for dtype in ("fp32", "fp16", "bf16")}
     error_mm = {d: 1e3 * np.linalg.norm(poses[d] - poses["fp32"], axis=-1).mean() for d in ("fp16", "bf16")}
     assert error_mm["fp16"] < 1.0 and error_mm["bf16"] < 5.0, error_mm

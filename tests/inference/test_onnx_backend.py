@@ -11,6 +11,7 @@ import torch
 from d3dp_ktp.checkpoints import load_checkpoint, save_checkpoint
 from d3dp_ktp.inference import onnx_backend as ob
 from d3dp_ktp.inference.io import read_keypoints
+from d3dp_ktp.sampling import SamplingConfig
 from d3dp_ktp.inference.pipeline import LiftConfig, default_camera, lift, lift_keypoints
 
 from .conftest import HEIGHT, TINY_T, WIDTH, tiny_model
@@ -79,7 +80,7 @@ def test_lift_within_a_micrometre_of_torch(checkpoint, cache_dir):
     model, _ = load_checkpoint(checkpoint)
     rng = np.random.RandomState(0)
     x2d = rng.uniform(-0.5, 0.5, (20, 17, 2)).astype(np.float32)   # 20 frames: 3 windows of T=9
-    cfg = LiftConfig(num_hypotheses=2, num_steps=2, batch_size=2, seed=4)
+    cfg = LiftConfig(SamplingConfig(num_hypotheses=2, num_steps=2, seed=4), batch_size=2)
     camera = default_camera(WIDTH, HEIGHT)
     want = lift(model, x2d, cfg, ref2d=x2d, camera=camera)
     got = lift(ob.onnx_model(model, checkpoint), x2d, cfg, ref2d=x2d, camera=camera)
@@ -170,7 +171,7 @@ def test_sample_cli_onnx_backend_matches_the_torch_lift(monkeypatch, demo_dir, t
     assert (demo_dir / "checkpoint" / "onnx").is_dir()
     model, _ = load_checkpoint(demo_dir / "checkpoint")
     kf = read_keypoints(demo_dir / "demo_input.npz")
-    want, _ = lift_keypoints(model, kf, LiftConfig(num_hypotheses=2, num_steps=2))   # the torch backend
+    want, _ = lift_keypoints(model, kf, LiftConfig(model.sampling.override(num_hypotheses=2, num_steps=2)))   # the torch backend
     with np.load(tmp_path / "onnx" / "poses_3d.npz") as npz:
         got, settings = npz["poses_3d"], json.loads(str(npz["settings"]))
     assert settings["backend"] == "onnx"

@@ -13,6 +13,7 @@ from d3dp_ktp.data.windows import window_frame_indices
 from d3dp_ktp.inference.io import KeypointFile
 from d3dp_ktp.inference.pipeline import (LiftConfig, lift, lift_keypoints, window_indices, window_starts,
                                          window_weights)
+from d3dp_ktp.sampling import SamplingConfig
 from d3dp_ktp.skeleton import H36M
 
 from .conftest import HEIGHT, TINY_T, WIDTH, camera_poses, project_px, tiny_model
@@ -22,12 +23,13 @@ class StubModel:
     """Quacks like D3DP for the pipeline: sample() returns fn(x2d windows) -> (B, H, T, J, 3) at every step."""
 
     def __init__(self, window: int, fn):
-        self.pose_estimator = SimpleNamespace(cfg=SimpleNamespace(num_frames=window))
+        self.pose_estimator = SimpleNamespace(cfg=SimpleNamespace(num_frames=window, num_joints=17, channels=16,
+                                                                  mlp_ratio=2.0, num_heads=2, attention="sdpa"))
         self.skeleton = self.keypoint_skeleton = H36M
         self.fn = fn
         self.batches = []
 
-    def sample(self, x2d, num_hypotheses, num_steps, eta, flip, latents, step_noise, dtype=None):
+    def sample(self, x2d, num_hypotheses, num_steps, eta, flip, latents, step_noise, dtype=None, max_batch=None):
         assert latents.shape == (x2d.shape[0], num_hypotheses, *x2d.shape[1:3], 3)
         self.batches.append(x2d.shape[0])
         out = self.fn(x2d, num_hypotheses)
@@ -75,7 +77,7 @@ def test_weights_cross_fade_and_ignore_padding():
 def test_blending_is_a_linear_cross_fade():
     """Each window returns its start frame everywhere; overlaps must ramp linearly from one to the next."""
     model = StubModel(4, lambda x, H: x[:, :1, :1, :1].expand(-1, 4, 17, 3)[:, None].expand(-1, H, -1, -1, -1))
-    res = lift(model, ramp_input(10), LiftConfig(num_hypotheses=2, num_steps=1, stride=2, agg="mean"))
+    res = lift(model, ramp_input(10), LiftConfig(SamplingConfig(2, 1), stride=2, agg="mean"))
     np.testing.assert_allclose(res.poses_3d[:, 1, 0], [0, 0, 0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6, 6], atol=1e-6)
     assert res.num_windows == 4 and (res.poses_3d[:, 0] == 0).all()
 
@@ -85,7 +87,7 @@ def test_any_length_maps_every_frame_to_itself(frames):
     """F = 1, F < T, F = T, F > T: a frame-local model must give f(x2d[frame]) exactly at every frame."""
     x2d = ramp_input(frames)
     model = StubModel(TINY_T, frame_local)
-    res = lift(model, x2d, LiftConfig(num_hypotheses=3, num_steps=2, agg="mean", batch_size=2,
+    res = lift(model, x2d, LiftConfig(SamplingConfig(3, 2), agg="mean", batch_size=2,
                                       save_hypotheses=True))
     expected = frame_local(torch.from_numpy(x2d)[None], 1)[0, 0].numpy()
     expected[:, 0] = 0  # root-relative output
@@ -121,7 +123,7 @@ def test_jpma_picks_per_joint_the_hypothesis_that_reprojects_onto_the_2d():
     e = np.zeros((17, 3), np.float32)
     e[[3, 9, 16], 1] = 0.2
     model = _hypothesis_stub(gt, [d, e - d, -e])  # no hypothesis is right everywhere; their mean is
-    res, inp = lift_keypoints(model, kf, LiftConfig(num_hypotheses=3, num_steps=1, agg="jpma"))
+    res, inp = lift_keypoints(model, kf, LiftConfig(SamplingConfig(3, 1), agg="jpma"))
     np.testing.assert_allclose(res.poses_3d, gt - gt[:, :1], atol=1e-5)
     np.testing.assert_allclose(res.root_trajectory, gt[:, 0], atol=1e-3)  # root from 2D, default focal
     rms = np.sqrt(((np.stack([d, e - d, -e])) ** 2).sum(-1).mean(0))
@@ -131,7 +133,7 @@ def test_jpma_picks_per_joint_the_hypothesis_that_reprojects_onto_the_2d():
 def test_mean_aggregation_is_p_agg():
     gt, kf = _truth_and_file()
     d = np.full((17, 3), 0.1, np.float32)
-    res, _ = lift_keypoints(_hypothesis_stub(gt, [d, 2 * d]), kf, LiftConfig(num_hypotheses=2, num_steps=1, agg="mean"))
+    res, _ = lift_keypoints(_hypothesis_stub(gt, [d, 2 * d]), kf, LiftConfig(SamplingConfig(2, 1), agg="mean"))
     expected = gt - gt[:, :1] + 1.5 * d
     expected[:, 0] = 0
     np.testing.assert_allclose(res.poses_3d, expected, atol=1e-5)
@@ -142,8 +144,9 @@ def test_mean_aggregation_is_p_agg():
 def test_result_depends_on_seed_only_not_on_batch_size():
     model = tiny_model()
     x2d = np.random.RandomState(0).uniform(-0.5, 0.5, (25, 17, 2)).astype(np.float32)
-    run = lambda **kw: lift(model, x2d, LiftConfig(num_hypotheses=2, num_steps=2, agg="mean", **kw))  # noqa: E731
-    a, b, c = run(batch_size=1, seed=7), run(batch_size=8, seed=7), run(batch_size=8, seed=8)
+    run = lambda seed, **kw: lift(model, x2d, LiftConfig(SamplingConfig(2, 2, seed=seed), agg="mean",  # noqa: E731
+                                                         **kw))
+    a, b, c = run(7, batch_size=1), run(7, batch_size=8), run(8, batch_size=8)
     np.testing.assert_allclose(a.poses_3d, b.poses_3d, atol=1e-5)
     assert not np.allclose(a.poses_3d, c.poses_3d)
     assert a.num_windows == 5 and np.isfinite(a.poses_3d).all()
@@ -152,7 +155,7 @@ def test_result_depends_on_seed_only_not_on_batch_size():
 def test_single_window_outputs_match_the_hypotheses():
     model = tiny_model()
     x2d = np.random.RandomState(1).uniform(-0.5, 0.5, (6, 17, 2)).astype(np.float32)
-    res = lift(model, x2d, LiftConfig(num_hypotheses=3, num_steps=2, agg="mean", save_hypotheses=True))
+    res = lift(model, x2d, LiftConfig(SamplingConfig(3, 2), agg="mean", save_hypotheses=True))
     last = res.hypotheses[-1]  # (H, F, J, 3)
     np.testing.assert_allclose(res.poses_3d, last.mean(0), atol=1e-6)
     np.testing.assert_allclose(res.uncertainty, np.sqrt(((last - last.mean(0)) ** 2).sum(-1).mean(0)), atol=1e-6)
@@ -163,7 +166,7 @@ def test_coco_model_reads_coco_and_uses_mapped_2d_for_jpma():
     model = tiny_model(keypoint_layout="coco")
     kp = np.random.RandomState(2).uniform(200, 600, (7, 17, 2))
     res, inp = lift_keypoints(model, KeypointFile(Path("x.json"), kp, WIDTH, HEIGHT, "coco"),
-                              LiftConfig(num_hypotheses=2, num_steps=1))
+                              LiftConfig(SamplingConfig(2, 1)))
     np.testing.assert_allclose(inp.pixels, kp)  # fed unchanged: the model reads COCO order
     assert res.poses_3d.shape == (7, 17, 3) and res.root_trajectory.shape == (7, 3)
 
@@ -173,9 +176,12 @@ def test_config_errors():
     x2d = ramp_input(3)
     for cfg, msg in [(LiftConfig(stride=10), "stride must be between 1 and the model's window T=9"),
                      (LiftConfig(agg="median"), "agg must be one of jpma, mean"),
-                     (LiftConfig(num_hypotheses=0), "num_hypotheses"), (LiftConfig(batch_size=0), "batch size"),
-                     (LiftConfig(dtype="fp8"), "dtype must be 'fp32', 'bf16' or 'fp16'")]:
+                     (LiftConfig(batch_size=-1), "batch size")]:
         with pytest.raises(ValueError, match=msg):
             lift(model, x2d, cfg)
+    for kw, msg in [({"num_hypotheses": 0}, "num_hypotheses"),
+                    ({"dtype": "fp8"}, "dtype must be 'fp32', 'bf16' or 'fp16'")]:
+        with pytest.raises(ValueError, match=msg):  # checked where the SamplingConfig is built
+            SamplingConfig(**kw)
     with pytest.raises(ValueError, match="JPMA needs"):
         lift(model, x2d, LiftConfig())

@@ -214,3 +214,43 @@ def test_help_explains_the_basics():
     for needle in ("With no arguments this runs the built-in demo", "--input FILE", "--layout", "-H H, --hypotheses H",
                    "-K K, --steps K", "--agg {jpma,mean}", "--save-hypotheses", "--no-video", "poses_3d.npz"):
         assert needle in text
+
+
+def test_sampling_defaults_come_from_the_checkpoint_and_flags_override_them(tmp_path, monkeypatch, capsys):
+    """A checkpoint saved with H=3, K=2, seed 5, no flip: sample.py uses exactly that without flags."""
+    import torch
+
+    from d3dp_ktp.checkpoints import save_checkpoint
+    from d3dp_ktp.sampling import SamplingConfig
+
+    from .conftest import tiny_model
+    model = tiny_model(3)
+    model.sampling = SamplingConfig(num_hypotheses=3, num_steps=2, flip=False, seed=5)
+    ckpt = save_checkpoint(model, tmp_path / "ck")
+    kp = project_px(camera_poses(np.random.RandomState(4), 11))
+    np.savez(tmp_path / "kp.npz", keypoints=kp.astype(np.float32), width=WIDTH, height=HEIGHT, layout="h36m")
+    monkeypatch.chdir(tmp_path)
+    torch.set_num_threads(1)
+    main = load_sample_module().main
+
+    def settings(*flags: str) -> dict:
+        rc = main(["--input", "kp.npz", "--checkpoint", str(ckpt), "--no-video", "--out", "res", *flags])
+        assert rc == 0, capsys.readouterr().err
+        return json.loads((tmp_path / "res" / "poses_3d.json").read_text())["settings"]
+
+    own = settings()
+    assert (own["num_hypotheses"], own["num_steps"], own["flip"], own["seed"], own["eta"]) == (3, 2, False, 5, 1.0)
+    assert "H=3 hypotheses, K=2 steps" in capsys.readouterr().out
+    given = settings("-H", "4", "--flip", "--seed", "0")
+    assert (given["num_hypotheses"], given["num_steps"], given["flip"], given["seed"]) == (4, 2, True, 0)
+    assert main(["--input", "kp.npz", "--checkpoint", str(ckpt), "-K", "0"]) == 2
+    assert "num_steps (K) must be an integer in [1, 1000], got 0" in capsys.readouterr().err
+    assert main(["--input", "missing.npz", "--checkpoint", str(ckpt), "-H", "0"]) == 2  # before the input is read
+    assert "num_hypotheses (H) must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_help_says_the_sampling_defaults_are_the_checkpoints():
+    text = " ".join(load_sample_module().build_parser().format_help().split())
+    for field in ("num_hypotheses", "num_steps", "eta", "flip", "dtype", "seed"):
+        assert f"default: the checkpoint's sampling.{field}" in text
+    assert "(default 5)" not in text

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from d3dp_ktp.checkpoints import load_checkpoint
 from d3dp_ktp.data import load_splits
 from d3dp_ktp.evaluation import EvalConfig, evaluate
+from d3dp_ktp.sampling import SamplingConfig
 from d3dp_ktp.experiment import load_experiment
 from d3dp_ktp.training.trainer import Trainer
 from tests.training import (assert_same_weights, checkpoint_weights, fit, single_thread, tiny_overrides,  # noqa: F401
@@ -42,7 +43,7 @@ def test_smoke_train_resume_sample_evaluate(tmp_path):
     poses = model.sample(x2d, num_hypotheses=2, num_steps=2, generator=torch.Generator().manual_seed(0))
     assert poses.shape == (1, 2, 2, 9, 17, 3) and torch.isfinite(poses).all()
 
-    summary = evaluate(model, test_set, EvalConfig(num_hypotheses=2, num_steps=2, batch_size=2)).summary()
+    summary = evaluate(model, test_set, EvalConfig(SamplingConfig(2, 2), batch_size=2)).summary()
     assert {"J-Best", "P-Best", "P-Agg"} <= set(summary)
     assert all(len(v) == 2 and all(math.isfinite(x) and x > 0 for x in v) for v in summary.values())
 
