@@ -1,4 +1,4 @@
-"""Hypothesis selection and aggregation for multi-hypothesis predictions (SPEC §5.2-5.3, §12).
+"""Hypothesis selection and aggregation for multi-hypothesis predictions (docs/method.md §5.2-5.3, §12).
 
 Shape legend: B windows, K DDIM steps, H hypotheses, T frames, J joints.
   P     (B, K, H, T, J, 3)  root-relative predictions (metres)
@@ -37,7 +37,7 @@ def check_hypotheses(P: torch.Tensor, Y: torch.Tensor | None = None) -> tuple[in
 
 
 def hypothesis_errors(P: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """e_{b,k,h,f,j} = ||P - Y||_2 (SPEC §5.2). P (B, K, H, T, J, 3), Y (B, T, J, 3) -> (B, K, H, T, J)."""
+    """e_{b,k,h,f,j} = ||P - Y||_2 (docs/method.md §5.2). P (B, K, H, T, J, 3), Y (B, T, J, 3) -> (B, K, H, T, J)."""
     check_hypotheses(P, Y)
     return torch.linalg.vector_norm(P - Y[:, None, None], dim=-1)
 
@@ -66,13 +66,13 @@ def check_frame_weights(weights, B: int, T: int) -> torch.Tensor:
 def pose_min_index(e: torch.Tensor, per: str = "batch", weights: torch.Tensor | None = None) -> torch.Tensor:
     """P-Best rule: one hypothesis per pose sequence. e (B, K, H, T, J) -> index (B, K, T, J).
 
-    per="batch" is the official rule (SPEC §5.2, §12 item 2): E_{k,h} = mean over (b, f, j), then
+    per="batch" is the official rule (docs/method.md §5.2, §12 item 2): E_{k,h} = mean over (b, f, j), then
     argmin over h, so all windows of the batch share h. per="window" takes the argmin per window.
 
     weights (B, T), optional: E_{k,h} becomes the frame-weighted mean, sum_{b,f} w_{b,f} mean_j e /
     sum_{b,f} w_{b,f}, so frames that are not scored (replicate padding, frames that a video's
     overlapping last window repeats, 3DHP invalid frames) do not sway the choice (protocol-clean,
-    SPEC §10). None = every frame counts equally, the official rule. A window (per="window") or batch whose weights are all 0 is
+    docs/method.md §10). None = every frame counts equally, the official rule. A window (per="window") or batch whose weights are all 0 is
     never scored; it falls back to the unweighted mean so its index stays defined.
     """
     _check_errors(e)
@@ -155,7 +155,7 @@ def _pose_and_frame_axes(pose: torch.Tensor) -> tuple[torch.Tensor, int, int, in
 
 def estimate_root(pose: torch.Tensor, x2d: torch.Tensor, camera: torch.Tensor,
                   weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Camera-space root translation t from 2D alone (our choice, SPEC §10 "estimated root").
+    """Camera-space root translation t from 2D alone (our choice, docs/method.md §10 "estimated root").
 
     pose (B, T, J, 3) -> t (B, T, 3); pose (B, K, H, T, J, 3) -> t (B, K, T, 3), using the mean over
     hypotheses so one root serves every hypothesis of a step. x2d (B, T, J, 2); camera (9,), (B, 9),
@@ -211,10 +211,10 @@ def _root_view(root: torch.Tensor, B: int, K: int, T: int) -> torch.Tensor:
 
 def jpma_index(P: torch.Tensor, x2d: torch.Tensor, camera: torch.Tensor, root: torch.Tensor | None = None,
                linear: bool = False, image_size: tuple[int, int] | None = None) -> torch.Tensor:
-    """JPMA (J-Agg) selection, SPEC §5.2-5.3: per (b, k, f, j) the hypothesis whose reprojection
+    """JPMA (J-Agg) selection, docs/method.md §5.2-5.3: per (b, k, f, j) the hypothesis whose reprojection
     Π(P + root) is closest to x2d (first index on ties). Returns index (B, K, T, J).
 
-    The official protocol passes the GROUND-TRUTH root trajectory (SPEC §12 item 1). root=None
+    The official protocol passes the GROUND-TRUTH root trajectory (docs/method.md §12 item 1). root=None
     uses `estimate_root` instead (hypothesis-mean pose, pinhole model even when the projection is
     distorted), the 2D-only mode for in-the-wild / honest numbers.
     linear=True projects with the undistorted pinhole model (project_to_2d_linear).

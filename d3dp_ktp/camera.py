@@ -1,4 +1,4 @@
-"""Camera maths (SPEC §5.3, §6.2): pure functions on numpy arrays or torch tensors.
+"""Camera maths (docs/method.md §5.3, §6.2): pure functions on numpy arrays or torch tensors.
 
 Shape legend: N any leading axes, F frames, J joints. Quaternions are (w, x, y, z) camera->world.
 Intrinsic 9-vectors are [f_x, f_y, c_x, c_y, k1, k2, k3, p1, p2] in normalised units. Camera axes
@@ -40,7 +40,7 @@ def image_coordinates(x, w: float, h: float):
 
 
 def normalized_intrinsics(fx, fy, cx, cy, k, p, w: float, h: float) -> np.ndarray:
-    """Pixel intrinsics -> the normalised 9-vector of SPEC §5.3 (all values cast to float32 first)."""
+    """Pixel intrinsics -> the normalised 9-vector of docs/method.md §5.3 (all values cast to float32 first)."""
     f = np.array([fx, fy], dtype=np.float32) / np.float32(w) * 2
     c = normalize_screen_coordinates(np.array([cx, cy], dtype=np.float32), w, h)
     return np.concatenate([f, c, np.asarray(k, np.float32), np.asarray(p, np.float32)]).astype(np.float32)
@@ -84,7 +84,7 @@ def camera_to_world(x, R, t):
 
 
 def project_to_2d(x: torch.Tensor, camera_params: torch.Tensor) -> torch.Tensor:
-    """Project camera-space points with the VideoPose3D distortion model (SPEC §5.3).
+    """Project camera-space points with the VideoPose3D distortion model (docs/method.md §5.3).
 
     x: (N..., 3) camera coordinates; camera_params: (N..., 9) broadcastable against x[..., :1]
     after inserting joint axes. Returns (N..., 2) normalised screen coordinates.
@@ -155,7 +155,7 @@ def look_at_quaternion(centre: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def project_camera(positions: np.ndarray, camera: dict) -> np.ndarray:
-    """World metres (F, J, 3) -> pixels (F, J, 2) float32 with the SPEC §5.3 distortion model.
+    """World metres (F, J, 3) -> pixels (F, J, 2) float32 with the docs/method.md §5.3 distortion model.
 
     camera: res_w, res_h, focal_length, center (pixels), radial_distortion (3), tangential_distortion (2),
     orientation (camera->world quaternion), translation (camera centre, world mm) and id (for errors).

@@ -80,7 +80,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     sections = read_config(path)
-    if eval_mode:  # the evaluation model has no drop-path (SPEC §2.6)
+    if eval_mode:  # the evaluation model has no drop-path (docs/method.md §2.6)
         sections["model"] = {**sections["model"], "drop_path_rate": 0.0}
     model = build_from_config(sections)
     try:

@@ -2,7 +2,7 @@
 
     python -m d3dp_ktp.convert checkpoint/best_epoch.bin runs/d3dp_official [--num-heads 8] [--layout h36m]
 
-The .bin is read without executing pickled code (SPEC §6.8); the architecture is inferred from the
+The .bin is read without executing pickled code (docs/method.md §6.8); the architecture is inferred from the
 tensor shapes, and what shapes cannot tell (heads, skeleton) comes from the options.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pose metrics and the terms of the KTPFormer loss (SPEC §2.10, §5, §7.5), as pure functions.
+"""Pose metrics and the terms of the KTPFormer loss (docs/method.md §2.10, §5, §7.5), as pure functions.
 
 The loss itself, L_W + λ_T·L_TC + λ_M·L_V, is composed once, in ``D3DP._objective`` (diffusion.d3dp).
 
@@ -17,11 +17,11 @@ import torch
 from d3dp_ktp.aggregation import (P_BEST_MODES, check_frame_weights, check_hypotheses, gather_hypotheses,
                                   hypothesis_errors, joint_min_index, pose_min_index, shape_of)
 
-# MixSTE per-joint weights used by KTPFormer's L_W and L_TC (SPEC §5.8); never renormalised.
+# MixSTE per-joint weights used by KTPFormer's L_W and L_TC (docs/method.md §5.8); never renormalised.
 H36M_JOINT_WEIGHTS = (1.0, 1.0, 2.5, 2.5, 1.0, 2.5, 2.5, 1.0, 1.0, 1.0, 1.5, 1.5, 4.0, 4.0, 1.5, 4.0, 4.0)
 HUMANEVA15_JOINT_WEIGHTS = (1.0, 1.0, 2.5, 2.5, 1.0, 2.5, 2.5, 1.0, 1.5, 1.5, 4.0, 4.0, 1.5, 4.0, 4.0)
 
-# MPI-INF-3DHP PCK/AUC joint groups (SPEC §7.5, MATLAB 1-based indices converted to 0-based).
+# MPI-INF-3DHP PCK/AUC joint groups (docs/method.md §7.5, MATLAB 1-based indices converted to 0-based).
 MPI_INF_3DHP_PCK_GROUPS = (("Head", (0,)), ("Neck", (1,)), ("Shou", (2, 5)), ("Elbow", (3, 6)),
                            ("Wrist", (4, 7)), ("Hip", (8, 11)), ("Knee", (9, 12)), ("Ankle", (10, 13)))
 PCK_THRESHOLDS_MM = tuple(float(t) for t in range(0, 151, 5))  # MATLAB 0:5:150, 31 values
@@ -58,13 +58,13 @@ def mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def weighted_mpjpe(pred: torch.Tensor, target: torch.Tensor, w) -> torch.Tensor:
-    """L_W / WMPJPE (SPEC §5.8): mean over (..., j) of w_j·||pred - target||; w (J,) not renormalised."""
+    """L_W / WMPJPE (docs/method.md §5.8): mean over (..., j) of w_j·||pred - target||; w (J,) not renormalised."""
     e = joint_errors(pred, target)
     return (_joint_weights(w, e.shape[-1], e) * e).mean()
 
 
 def temporal_consistency(pred: torch.Tensor, w) -> torch.Tensor:
-    """L_TC (SPEC §2.10): mean over (..., t=1..T-1, j, c) of w_j·(pred_t - pred_{t-1})².
+    """L_TC (docs/method.md §2.10): mean over (..., t=1..T-1, j, c) of w_j·(pred_t - pred_{t-1})².
 
     pred (..., T, J, 3), w (J,). With T = 1 there is no frame pair; returns 0 (keeping the graph) so a
     single-frame model's KTPFormer loss reduces to L_W instead of NaN.
@@ -78,10 +78,10 @@ def temporal_consistency(pred: torch.Tensor, w) -> torch.Tensor:
 
 
 def mpjve(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """MPJVE / L_V (SPEC §5.6): mean over consecutive frame pairs and joints of the velocity error.
+    """MPJVE / L_V (docs/method.md §5.6): mean over consecutive frame pairs and joints of the velocity error.
 
     pred, target (..., T, J, 3), time on axis -3 (per window; concatenate windows first to get the
-    KTPFormer final-evaluation variant of SPEC §12 item 8). T = 1 returns 0 (no frame pair).
+    KTPFormer final-evaluation variant of docs/method.md §12 item 8). T = 1 returns 0 (no frame pair).
     """
     _check_pair(pred, target, min_dim=3)
     if pred.shape[-3] < 2:
@@ -90,7 +90,7 @@ def mpjve(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def n_mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """N-MPJPE (SPEC §5.6): per pose scale s = mean_j Σ_c y·ŷ / mean_j Σ_c ŷ², then MPJPE(s·ŷ, y).
+    """N-MPJPE (docs/method.md §5.6): per pose scale s = mean_j Σ_c y·ŷ / mean_j Σ_c ŷ², then MPJPE(s·ŷ, y).
 
     pred, target (..., J, 3) -> scalar.
     """
@@ -101,7 +101,7 @@ def n_mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def procrustes_align(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Similarity-align every pose of pred onto target (SPEC §5.5 steps 1-6, reflections excluded).
+    """Similarity-align every pose of pred onto target (docs/method.md §5.5 steps 1-6, reflections excluded).
 
     pred, target (..., J, 3) -> aligned pred (..., J, 3) in pred's dtype. Computed in float64 so
     the SVD matches the NumPy reference closely. A degenerate pose (all joints equal, norm 0) would
@@ -128,7 +128,7 @@ def procrustes_align(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def p_mpjpe(pred: torch.Tensor, target: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
-    """Protocol #2 (SPEC §5.5): MPJPE after per-pose Procrustes alignment.
+    """Protocol #2 (docs/method.md §5.5): MPJPE after per-pose Procrustes alignment.
 
     pred, target (..., J, 3). reduce="mean" -> scalar; reduce="none" -> per-pose errors (...).
     """
@@ -138,10 +138,10 @@ def p_mpjpe(pred: torch.Tensor, target: torch.Tensor, reduce: str = "mean") -> t
     return e.mean() if reduce == "mean" else e
 
 
-# --- Multi-hypothesis metrics (D3DP, SPEC §5.2 and §5.5 last bullet) --------------------------
+# --- Multi-hypothesis metrics (D3DP, docs/method.md §5.2 and §5.5 last bullet) --------------------------
 
 def multi_hypothesis_joint_errors(P: torch.Tensor, Y: torch.Tensor, protocol: int = 1) -> torch.Tensor:
-    """e_{b,k,h,f,j} (SPEC §5.2). P (B, K, H, T, J, 3), Y (B, T, J, 3) -> (B, K, H, T, J).
+    """e_{b,k,h,f,j} (docs/method.md §5.2). P (B, K, H, T, J, 3), Y (B, T, J, 3) -> (B, K, H, T, J).
 
     protocol=2 first Procrustes-aligns every (b, k, h, f) hypothesis pose to its GT pose.
     """
@@ -170,13 +170,13 @@ def _reduce(e: torch.Tensor, reduce: str) -> torch.Tensor:
 def multi_hypothesis_errors(P: torch.Tensor, Y: torch.Tensor, jpma_index: torch.Tensor | None = None,
                             protocol: int = 1, p_best: str = "batch", reduce: str = "mean",
                             p_best_weights: torch.Tensor | None = None) -> dict:
-    """D3DP's four per-step metrics for one evaluation batch (SPEC §5.2, §5.5).
+    """D3DP's four per-step metrics for one evaluation batch (docs/method.md §5.2, §5.5).
 
     P (B, K, H, T, J, 3) predictions and Y (B, T, J, 3) GT, both root-relative (root zeroed by the
     caller). jpma_index (B, K, T, J) from `aggregation.jpma_index` on the UNALIGNED predictions;
     without it "J-Agg" is omitted. protocol: 1 = MPJPE, 2 = P-MPJPE (each hypothesis pose aligned
     first; P-Agg aligns the mean pose; J-Agg gathers aligned errors with the unaligned index).
-    p_best: "batch" (official: hypothesis index shared by the windows of the batch, SPEC §12 item 2)
+    p_best: "batch" (official: hypothesis index shared by the windows of the batch, docs/method.md §12 item 2)
     or "window". p_best_weights (B, T) >= 0: how much each frame counts when the P-Best hypothesis
     is chosen (see `aggregation.pose_min_index`); the protocol-clean runner passes the weights it
     scores with, so padded, overlapping and 3DHP-invalid frames do not sway the choice. None (the
@@ -204,11 +204,11 @@ def multi_hypothesis_errors(P: torch.Tensor, Y: torch.Tensor, jpma_index: torch.
     return {name: _reduce(value, reduce) for name, value in out.items()}
 
 
-# --- MPI-INF-3DHP PCK / AUC (SPEC §7.5, MATLAB test_util) -------------------------------------
+# --- MPI-INF-3DHP PCK / AUC (docs/method.md §7.5, MATLAB test_util) -------------------------------------
 
 def pck_auc(errors, groups: Mapping | Sequence = MPI_INF_3DHP_PCK_GROUPS,
             thresholds: Sequence[float] = PCK_THRESHOLDS_MM) -> dict:
-    """PCK and AUC per joint group and "Total" (SPEC §7.5, exact MATLAB rules).
+    """PCK and AUC per joint group and "Total" (docs/method.md §7.5, exact MATLAB rules).
 
     errors (N, J) per-joint errors in mm over N valid frames (numpy array or CPU tensor).
     groups: name -> 0-based joint indices (default: the 14 3DHP joints in 8 groups).

@@ -1,4 +1,4 @@
-"""Import checkpoints written by the official KTPFormer and D3DP training scripts (SPEC §2.9, §6.8).
+"""Import checkpoints written by the official KTPFormer and D3DP training scripts (docs/method.md §2.9, §6.8).
 
 An official file is a pickled dict {epoch, lr, random_state, optimizer, model_pos}; model_pos is a
 DataParallel state dict (keys prefixed ``module.``). D3DP's keys are ``pose_estimator.*`` plus 12

@@ -229,7 +229,7 @@ def denoiser_flops(cfg, sequences: int = 1) -> int:
     N = T·J tokens, r = mlp_ratio. Per transformer layer: N·C²·(8 + 4r) for qkv, proj and the MLP,
     plus 4·C·(T·J² or J·T²) for q·kᵀ and attn·v over the spatial (or temporal) axis. A graph conv
     over n nodes and m node sets adds 4·m·n·c_in·C (the two weight matrices) + 4·m·n²·C (A·h).
-    KTPFormer (SPEC §2.5) has 2·(depth+1) layers, KPA, the stacked TPA and the head; MixSTE has
+    KTPFormer (docs/method.md §2.5) has 2·(depth+1) layers, KPA, the stacked TPA and the head; MixSTE has
     2·depth layers and a Linear patch embedding. The time MLP (8·C² per window) is ignored.
     """
     T, J, C, r = cfg.num_frames, cfg.num_joints, cfg.channels, cfg.mlp_ratio

@@ -1,4 +1,4 @@
-"""Skeleton tables, graph adjacencies and the left/right flip (SPEC §1).
+"""Skeleton tables, graph adjacencies and the left/right flip (docs/method.md §1).
 
 All functions are pure. Shape legend: J joints, T frames, C coordinates (2 or 3).
 """
@@ -25,7 +25,7 @@ class Skeleton:
         return len(self.parents)
 
 
-# --- Human3.6M: 32-joint mocap skeleton reduced to 17 joints (SPEC §1.1) ---------------
+# --- Human3.6M: 32-joint mocap skeleton reduced to 17 joints (docs/method.md §1.1) ---------------
 H36M_32_PARENTS = (-1, 0, 1, 2, 3, 4, 0, 6, 7, 8, 9, 0, 11, 12, 13, 14, 12, 16, 17, 18, 19, 20,
                    19, 22, 12, 24, 25, 26, 27, 28, 27, 30)
 H36M_32_LEFT = (6, 7, 8, 9, 10, 16, 17, 18, 19, 20, 21, 22, 23)
@@ -68,7 +68,7 @@ HUMANEVA15 = Skeleton(
     root=0,
 )
 
-# MPI-INF-3DHP "relevant" 17-joint order (SPEC §7.2); parents are our choice (SPEC §1.4).
+# MPI-INF-3DHP "relevant" 17-joint order (docs/method.md §7.2); parents are our choice (docs/method.md §1.4).
 MPI_INF_3DHP = Skeleton(
     name="mpi_inf_3dhp",
     parents=(1, 15, 1, 2, 3, 1, 5, 6, 14, 8, 9, 14, 11, 12, -1, 14, 1),
@@ -103,7 +103,7 @@ def get_skeleton(name: str) -> Skeleton:
 
 
 def adjacency_from_parents(parents) -> torch.Tensor:
-    """Row-normalised bone adjacency with diagonal 1 (SPEC §1.2); (J, J) float32, not symmetric."""
+    """Row-normalised bone adjacency with diagonal 1 (docs/method.md §1.2); (J, J) float32, not symmetric."""
     n = len(parents)
     adj = np.zeros((n, n), dtype=np.float32)
     for i, p in enumerate(parents):
@@ -119,19 +119,19 @@ def adjacency_from_parents(parents) -> torch.Tensor:
 
 
 def spatial_adjacency(skeleton: Skeleton) -> torch.Tensor:
-    """A_N of SPEC §1.2 for a layout; (J, J)."""
+    """A_N of docs/method.md §1.2 for a layout; (J, J)."""
     return adjacency_from_parents(skeleton.parents)
 
 
 def temporal_adjacency(num_frames: int) -> torch.Tensor:
-    """A_T of SPEC §1.3: a chain over frames; (T, T)."""
+    """A_T of docs/method.md §1.3: a chain over frames; (T, T)."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     return adjacency_from_parents([f - 1 for f in range(num_frames)])
 
 
 def flip_pose(x, joints_left, joints_right):
-    """Mirror poses: negate x and swap left/right joints (SPEC §1.1).
+    """Mirror poses: negate x and swap left/right joints (docs/method.md §1.1).
 
     x: (..., J, C) numpy array or torch tensor; returns a new array of the same type.
     The flip is an involution: flip_pose(flip_pose(x)) == x.

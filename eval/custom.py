@@ -29,8 +29,8 @@ def load(args):
     return load_custom(root, args.name, args.keypoints, args.subjects.split(","), args.actions)
 
 
-SPEC = DatasetCLI(name="custom", description=__doc__, subjects=("cmu07", "cmu61"), load=load, batch_size=4,
+DATASET = DatasetCLI(name="custom", description=__doc__, subjects=("cmu07", "cmu61"), load=load, batch_size=4,
                   keypoints="gt", add_arguments=add_arguments)
 
 if __name__ == "__main__":
-    sys.exit(main(SPEC))
+    sys.exit(main(DATASET))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Evaluate a D3DP checkpoint on Human3.6M (SPEC §5, §6): J-Best, P-Best, P-Agg, J-Agg per DDIM step.
+"""Evaluate a D3DP checkpoint on Human3.6M (docs/method.md §5, §6): J-Best, P-Best, P-Agg, J-Agg per DDIM step.
 
     python eval/h36m.py --checkpoint checkpoint/best_epoch.bin --data-dir data \\
         --keypoints cpn_ft_h36m_dbb -H 20 -K 10 --mode both --out outputs/eval_h36m
@@ -27,8 +27,8 @@ def load(args):
     return load_h36m(root, args.keypoints, args.subjects.split(","), args.actions)
 
 
-SPEC = DatasetCLI(name="h36m", description=__doc__, subjects=SUBJECTS_TEST, load=load, batch_size=4,
+DATASET = DatasetCLI(name="h36m", description=__doc__, subjects=SUBJECTS_TEST, load=load, batch_size=4,
                   keypoints="cpn_ft_h36m_dbb")
 
 if __name__ == "__main__":
-    sys.exit(main(SPEC))
+    sys.exit(main(DATASET))

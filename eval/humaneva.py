@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Evaluate a D3DP checkpoint on HumanEva-I (SPEC §8): per subject and action group (Walking, Jog).
+"""Evaluate a D3DP checkpoint on HumanEva-I (docs/method.md §8): per subject and action group (Walking, Jog).
 
     python eval/humaneva.py --checkpoint runs/humaneva/best --data-dir data --keypoints gt -H 20 -K 10
 
@@ -24,8 +24,8 @@ def load(args):
     return load_humaneva(root, args.keypoints, args.subjects.split(","), args.actions)
 
 
-SPEC = DatasetCLI(name="humaneva", description=__doc__, subjects=SUBJECTS_TEST, load=load, batch_size=4,
+DATASET = DatasetCLI(name="humaneva", description=__doc__, subjects=SUBJECTS_TEST, load=load, batch_size=4,
                   actions="Walk,Jog", keypoints="gt", by_subject=True)
 
 if __name__ == "__main__":
-    sys.exit(main(SPEC))
+    sys.exit(main(DATASET))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Evaluate a D3DP checkpoint on MPI-INF-3DHP (SPEC §7): PCK@150mm, AUC and MPJPE per step k.
+"""Evaluate a D3DP checkpoint on MPI-INF-3DHP (docs/method.md §7): PCK@150mm, AUC and MPJPE per step k.
 
     python eval/mpi_inf_3dhp.py --checkpoint checkpoint/best_epoch_3dhp.bin --data-dir data \\
         [--annot-mat-dir mpi_inf_3dhp_test_set] -H 20 -K 10 --out outputs/eval_3dhp
@@ -35,8 +35,8 @@ def add_arguments(parser):
                         help="official mpi_inf_3dhp_test_set folder (TS*/annot_data.mat); '' = use the npz")
 
 
-SPEC = DatasetCLI(name="mpi_inf_3dhp", description=__doc__, subjects=SUBJECTS_TEST, load=load, batch_size=2,
+DATASET = DatasetCLI(name="mpi_inf_3dhp", description=__doc__, subjects=SUBJECTS_TEST, load=load, batch_size=2,
                   load_official_kwargs={"layout": "mpi_inf_3dhp"}, add_arguments=add_arguments)
 
 if __name__ == "__main__":
-    sys.exit(main(SPEC))
+    sys.exit(main(DATASET))

@@ -1,4 +1,4 @@
-"""Camera maths: normalised intrinsics (SPEC §6.2), quaternion extrinsics, projection (SPEC §5.3)."""
+"""Camera maths: normalised intrinsics (docs/method.md §6.2), quaternion extrinsics, projection (docs/method.md §5.3)."""
 import math
 
 import numpy as np
@@ -9,7 +9,7 @@ from d3dp_ktp.camera import (camera_to_world, image_coordinates, look_at_quatern
                              normalize_screen_coordinates, normalized_intrinsics, project_camera, project_to_2d,
                              project_to_2d_linear, qinverse, qrot, world_to_camera)
 
-# SPEC §6.2: (res w, res h, fx, fy, cx, cy, k, p) per camera index.
+# docs/method.md §6.2: (res w, res h, fx, fy, cx, cy, k, p) per camera index.
 CAMERAS = [
     (1000, 1002, 1145.0494384765625, 1143.7811279296875, 512.54150390625, 515.4514770507812,
      (-0.20709891617298126, 0.24777518212795258, -0.0030751503072679043),
@@ -24,7 +24,7 @@ CAMERAS = [
      (-0.198384091258049, 0.21832367777824402, -0.008947807364165783),
      (-0.0005872055771760643, -0.0018133620033040643)),
 ]
-NORMALISED = [  # (f_x, f_y, c_x, c_y) from SPEC §6.2
+NORMALISED = [  # (f_x, f_y, c_x, c_y) from docs/method.md §6.2
     (2.290099, 2.2875624, 0.02508307, 0.02890298),
     (2.2993512, 2.2951834, 0.01769722, 0.01612985),
     (2.2982814, 2.297598, 0.03963172, 0.00280535),
@@ -39,7 +39,7 @@ def test_normalized_intrinsics_match_spec(idx):
     w, h, fx, fy, cx, cy, k, p = CAMERAS[idx]
     cam = normalized_intrinsics(fx, fy, cx, cy, k, p, w, h)
     assert cam.shape == (9,) and cam.dtype == np.float32
-    np.testing.assert_allclose(cam[:4], NORMALISED[idx], rtol=3e-7, atol=6e-9)  # digits printed in the SPEC
+    np.testing.assert_allclose(cam[:4], NORMALISED[idx], rtol=3e-7, atol=6e-9)  # digits printed in docs/method.md
     np.testing.assert_array_equal(cam[4:7], np.asarray(k, np.float32))
     np.testing.assert_array_equal(cam[7:], np.asarray(p, np.float32))
     # VideoPose3D computes c in float64 from the float32 pixels and stores float32

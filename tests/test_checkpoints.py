@@ -1,4 +1,4 @@
-"""Checkpoints: our folder format (SPEC §3.2, house style 5) and import of official .bin files (SPEC §6.8)."""
+"""Checkpoints: our folder format (docs/method.md §3.2, house style 5) and import of official .bin files (docs/method.md §6.8)."""
 import os
 import subprocess
 import sys

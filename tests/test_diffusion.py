@@ -1,4 +1,4 @@
-"""The D3DP wrapper: training noising and loss (SPEC §4.3), the DDIM sampler with flip TTA (SPEC §4.4-4.5)
+"""The D3DP wrapper: training noising and loss (docs/method.md §4.3), the DDIM sampler with flip TTA (docs/method.md §4.4-4.5)
 checked step by step against an independent transcription of the official ddim_sample."""
 import dataclasses
 import functools
@@ -54,7 +54,7 @@ def test_sampler_matches_official_ddim_sample(arch, K, eta, flip):
 
 @pytest.mark.parametrize("arch", ["mixste", "ktpformer"])
 def test_sampler_with_scale_and_clamped_predictions(arch):
-    """scale != 1 (SPEC §4.2) and an output head large enough that x̂0 hits the ±1.1·scale clamp."""
+    """scale != 1 (docs/method.md §4.2) and an output head large enough that x̂0 hits the ±1.1·scale clamp."""
     d = tiny_d3dp(arch, seed=21, out_scale=4.0, diffusion=DiffusionConfig(scale=1.7))
     x2d, _, g = batch(22)
     latents = 1.7 * torch.randn(2, 2, 9, 17, 3, generator=g)
@@ -78,7 +78,7 @@ def test_flip_uses_keypoint_layout_for_2d():
 
 
 def test_generator_stream_matches_official_draw_order():
-    """latents first, then one z per non-final step and none at the last step (SPEC §4.6 item 3)."""
+    """latents first, then one z per non-final step and none at the last step (docs/method.md §4.6 item 3)."""
     d = tiny_d3dp(seed=25)
     x2d, _, _ = batch(26)
     out = d.sample(x2d, 2, 3, generator=torch.Generator().manual_seed(7))
@@ -177,7 +177,7 @@ def test_wrapper_needs_a_diffusion_denoiser():
         build_diffusion(ModelConfig(**{**TINY, "diffusion": False}), DiffusionConfig())
 
 
-# ------------------------------------------------------------------ training (SPEC §4.3)
+# ------------------------------------------------------------------ training (docs/method.md §4.3)
 def test_noisy_input_is_clamped_q_sample():
     d = tiny_d3dp(seed=39, diffusion=DiffusionConfig(scale=2.0))
     g = torch.Generator().manual_seed(40)

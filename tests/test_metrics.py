@@ -18,7 +18,7 @@ def random_rotation(generator: torch.Generator) -> torch.Tensor:
 
 
 def videopose3d_p_mpjpe(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Reference: VideoPose3D's NumPy p_mpjpe (per pose), i.e. SPEC §5.5 transcribed."""
+    """Reference: VideoPose3D's NumPy p_mpjpe (per pose), i.e. docs/method.md §5.5 transcribed."""
     mu_x, mu_y = target.mean(1, keepdims=True), predicted.mean(1, keepdims=True)
     x0, y0 = target - mu_x, predicted - mu_y
     n_x = np.sqrt((x0 ** 2).sum((1, 2), keepdims=True))
@@ -52,7 +52,7 @@ def test_constant_offset_gives_offset_norm_and_zero_velocity_error():
     d = torch.tensor([0.03, -0.04, 0.12], dtype=torch.float64)  # |d| = 0.13
     assert mpjpe(y + d, y).item() == pytest.approx(0.13)
     assert mpjve(y + d, y).item() == pytest.approx(0.0, abs=1e-12)
-    # Weights are NOT renormalised (SPEC §5.8): the constant error is scaled by mean(w).
+    # Weights are NOT renormalised (docs/method.md §5.8): the constant error is scaled by mean(w).
     w = torch.tensor(H36M_JOINT_WEIGHTS)
     assert weighted_mpjpe(y + d, y, w).item() == pytest.approx(0.13 * w.mean().item())
     assert weighted_mpjpe(y + d, y, w).item() > 0.13 * 1.5
@@ -111,7 +111,7 @@ def d3dp_objective(pred: torch.Tensor, y: torch.Tensor, **diffusion) -> torch.Te
     return model.loss(x2d, y, generator=torch.Generator().manual_seed(0)).loss
 
 
-KTPFORMER_LOSS = dict(weighted_mpjpe=True, lambda_tc=0.5, lambda_vel=2.0)  # SPEC §2.10: λ_T = 0.5, λ_M = 2.0
+KTPFORMER_LOSS = dict(weighted_mpjpe=True, lambda_tc=0.5, lambda_vel=2.0)  # docs/method.md §2.10: λ_T = 0.5, λ_M = 2.0
 
 
 def test_ktpformer_loss_composition_and_lambdas():
@@ -214,7 +214,7 @@ def test_shape_error_names_the_argument():
         joint_errors(torch.zeros(1, 17, 3), torch.zeros(2, 17, 3))
 
 
-# --- multi-hypothesis metrics (SPEC §5.2) ---------------------------------------------------
+# --- multi-hypothesis metrics (docs/method.md §5.2) ---------------------------------------------------
 
 def two_window_case() -> tuple[torch.Tensor, torch.Tensor]:
     """B=2 windows, K=1, H=2, T=1, J=1; errors along x: window 0 -> (1.0, 0.0), window 1 -> (0.2, 3.0)."""
@@ -338,7 +338,7 @@ def test_multi_hypothesis_shape_errors(kwargs, match):
         multi_hypothesis_errors(**kwargs)
 
 
-# --- MPI-INF-3DHP PCK / AUC (SPEC §7.5) ---------------------------------------------------
+# --- MPI-INF-3DHP PCK / AUC (docs/method.md §7.5) ---------------------------------------------------
 
 def test_pck_auc_perfect_prediction():
     out = pck_auc(np.zeros((10, 17)))

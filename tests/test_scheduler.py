@@ -1,4 +1,4 @@
-"""D3DPScheduler: cosine schedule, D3DP time pairs, DDIM step, diffusers compatibility (SPEC §4.1, §4.4, §4.6)."""
+"""D3DPScheduler: cosine schedule, D3DP time pairs, DDIM step, diffusers compatibility (docs/method.md §4.1, §4.4, §4.6)."""
 import math
 import warnings
 
@@ -10,7 +10,7 @@ from tests.reference import official_ref as ref
 
 ALPHA_BAR = {0: 0.99995872, 99: 0.972093, 199: 0.898706, 399: 0.647478, 499: 0.493844, 599: 0.340810,
              799: 0.0940456, 899: 0.0240917, 999: 2.4288e-9}
-# SPEC §4.4, K=5: (t, t_next) -> (sigma, c, sqrt(alpha_bar_next))
+# docs/method.md §4.4, K=5: (t, t_next) -> (sigma, c, sqrt(alpha_bar_next))
 K5_VALUES = {(999, 799): (0.951816, 0.000146, 0.306669), (799, 599): (0.725834, 0.363807, 0.583789),
              (599, 399): (0.503280, 0.315010, 0.804660), (399, 199): (0.283416, 0.144809, 0.948001)}
 PAIRS = {
@@ -32,7 +32,7 @@ def stock_ddim():
                              thresholding=False, rescale_betas_zero_snr=False)
 
 
-# ------------------------------------------------------------------ schedule (SPEC §4.1)
+# ------------------------------------------------------------------ schedule (docs/method.md §4.1)
 def test_alpha_bar_reference_values():
     ab = cosine_alphas_cumprod()
     assert ab.dtype == torch.float64 and ab.shape == (1000,)
@@ -50,7 +50,7 @@ def test_schedule_matches_independent_float64_reference():
     torch.testing.assert_close(D3DPScheduler().alphas_cumprod, buf["alphas_cumprod"], rtol=1e-13, atol=0)
 
 
-# ------------------------------------------------------------------ time pairs (SPEC §4.4)
+# ------------------------------------------------------------------ time pairs (docs/method.md §4.4)
 @pytest.mark.parametrize("K", [1, 2, 3, 5, 10, 20])
 def test_time_pairs(K):
     pairs = d3dp_time_pairs(K)
@@ -88,7 +88,7 @@ def test_step_requires_listed_timestep():
         s.step(x, 500, x)
 
 
-# ------------------------------------------------------------------ DDIM step (SPEC §4.4)
+# ------------------------------------------------------------------ DDIM step (docs/method.md §4.4)
 def test_sigma_c_values_for_K5():
     s = D3DPScheduler()
     s.set_timesteps(5)
@@ -173,7 +173,7 @@ def test_only_x0_prediction():
         D3DPScheduler(prediction_type="epsilon")
 
 
-# ------------------------------------------------------------------ stock diffusers DDIM (SPEC §4.6)
+# ------------------------------------------------------------------ stock diffusers DDIM (docs/method.md §4.6)
 def test_alpha_bar_close_to_stock_diffusers():
     stock = stock_ddim()
     rel = (stock.alphas_cumprod.double() / D3DPScheduler().alphas_cumprod - 1).abs()
@@ -201,7 +201,7 @@ def test_agrees_with_stock_diffusers_when_K_divides_1000(K):
         assert var == pytest.approx(ours.sigma_and_c(t, t_next, 1.0)[0] ** 2, rel=1e-4, abs=1e-12)
         if t == 999:
             # c = sqrt(1 - ᾱ_next - σ²) ~ 1e-4 cancels catastrophically in diffusers' float32
-            # (NaN at K=5); ours keeps float64 and gives the SPEC value.
+            # (NaN at K=5); ours keeps float64 and gives the docs/method.md value.
             assert math.isfinite(ours.sigma_and_c(t, t_next, 1.0)[1])
         else:
             torch.testing.assert_close(a.prev_sample, b.prev_sample, rtol=1e-4, atol=1e-5)

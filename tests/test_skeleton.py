@@ -1,4 +1,4 @@
-"""Skeleton tables, the 32->17 removal rule, adjacencies A_N / A_T and the flip (SPEC §1, §11)."""
+"""Skeleton tables, the 32->17 removal rule, adjacencies A_N / A_T and the flip (docs/method.md §1, §11)."""
 import numpy as np
 import pytest
 import torch
@@ -60,7 +60,7 @@ def test_unknown_layout_lists_known_ones():
         get_skeleton("h37m")
 
 
-# ------------------------------------------------------------------ A_N (SPEC §1.2, §11)
+# ------------------------------------------------------------------ A_N (docs/method.md §1.2, §11)
 def test_spatial_adjacency_rows_of_spec():
     A = spatial_adjacency(H36M)
     assert A.shape == (17, 17) and A.dtype == torch.float32
@@ -111,7 +111,7 @@ def test_mpi_adjacency_root_14_has_no_self_loop_edge():
     assert (A[14] > 0).sum() == 4
 
 
-# ------------------------------------------------------------------ A_T (SPEC §1.3)
+# ------------------------------------------------------------------ A_T (docs/method.md §1.3)
 def test_temporal_adjacency_small_T():
     expected = torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0],
                              [0.5, 1.0, 0.5, 0.0, 0.0],
@@ -137,7 +137,7 @@ def test_temporal_adjacency_rejects_empty():
         temporal_adjacency(0)
 
 
-# ------------------------------------------------------------------ flip (SPEC §1.1)
+# ------------------------------------------------------------------ flip (docs/method.md §1.1)
 def test_flip_negates_x_and_swaps_sides():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 4, 17, 3, generator=g)

@@ -128,7 +128,7 @@ def world_to_camera_matrix(world: np.ndarray, R: np.ndarray, centre: np.ndarray)
 
 
 def project(camera_xyz: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-    """(T, J, 3) camera-space metres -> (T, J, 2) normalised 2D by the SPEC distortion model
+    """(T, J, 3) camera-space metres -> (T, J, 2) normalised 2D by docs/method.md distortion model
     (docs/method.md §5.3), computed in float64; intrinsics (9,) normalised."""
     uv = project_to_2d(torch.from_numpy(np.asarray(camera_xyz, np.float64)),
                        torch.from_numpy(np.asarray(intrinsics, np.float64)))

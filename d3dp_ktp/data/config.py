@@ -73,14 +73,14 @@ class DataConfig:
     keypoints: str = "cpn_ft_h36m_dbb"
     # mpi_inf_3dhp only: folder with the official TS1..TS6/annot_data.mat; '' reads data_test_3dhp_ori.npz.
     annot_mat_dir: str = ""
-    # SPEC §6.4 (Human3.6M). Other datasets need their own: see STANDARD_SPLITS in d3dp_ktp/data/registry.py.
+    # docs/method.md §6.4 (Human3.6M). Other datasets need their own: see STANDARD_SPLITS in d3dp_ktp/data/registry.py.
     subjects_train: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8")
     subjects_test: tuple[str, ...] = ("S9", "S11")
     # '*' for all, else comma-separated action prefixes (official -a, e.g. 'Walk,Jog' for HumanEva).
     actions: str = "*"
-    # T: frames per training chunk and evaluation window (the receptive field, SPEC §6.5/§6.6).
+    # T: frames per training chunk and evaluation window (the receptive field, docs/method.md §6.5/§6.6).
     num_frames: int = 243
-    # 'paired': every chunk un-flipped and flipped each epoch (official, SPEC §6.5); 'random': each
+    # 'paired': every chunk un-flipped and flipped each epoch (official, docs/method.md §6.5); 'random': each
     # chunk once per epoch, flipped with probability 0.5; 'none': no flip augmentation.
     flip_mode: str = "paired"
     # Chunks per training batch (D3DP: 1024 // 243 = 4).

@@ -10,7 +10,7 @@ converters call :func:`write_custom_dataset`.
 * ``cameras``: {subject: [camera dict, ...]}; a camera dict holds ``id`` (str), ``res_w``/``res_h``
   (int px), ``focal_length`` [f_x, f_y] px, ``center`` [c_x, c_y] px, ``radial_distortion``
   [k1, k2, k3], ``tangential_distortion`` [p1, p2] (coefficients of the VideoPose3D/H36M model of
-  SPEC §5.3, not OpenCV's), ``orientation`` [w, x, y, z] camera->world unit quaternion and
+  docs/method.md §5.3, not OpenCV's), ``orientation`` [w, x, y, z] camera->world unit quaternion and
   ``translation`` [x, y, z] camera centre in world **millimetres**.
 * ``metadata``: {'layout_name': 'h36m', 'num_joints': 17, 'fps': float}.
 
@@ -139,7 +139,7 @@ def write_custom_dataset(root: str | Path, name: str, positions_3d: Mapping, cam
 
 def load_custom(root: str | Path, name: str, keypoints: str, subjects: Sequence[str],
                 actions: ActionFilter = "*") -> PoseDataset:
-    """Read the custom format into a PoseDataset (preprocessing of SPEC §6.3)."""
+    """Read the custom format into a PoseDataset (preprocessing of docs/method.md §6.3)."""
     path_3d, path_2d = custom_files(root, name, keypoints)
     for path in (path_3d, path_2d):
         if not path.is_file():

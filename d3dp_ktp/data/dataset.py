@@ -1,6 +1,6 @@
 """The common in-memory pose dataset (VideoPose3D style) and the preprocessing all loaders share.
 
-A *video* is one (subject, action, camera) triple (SPEC §6.3 step 5). Every loader turns its file
+A *video* is one (subject, action, camera) triple (docs/method.md §6.3 step 5). Every loader turns its file
 format into the same representation, with units and normalisation applied once, here:
 
 * ``keypoints_2d``: (F, J2, 2) float32 normalised screen coordinates (u/w*2-1, v/w*2-h/w).
@@ -23,7 +23,7 @@ ActionFilter = Union[str, Sequence[str], None]  # "*" = all, or prefixes ("Walk,
 
 @dataclass(frozen=True, eq=False)
 class CameraInfo:
-    """One camera. Intrinsics are normalised by ``res_w`` (SPEC §5.3); extrinsics may be absent."""
+    """One camera. Intrinsics are normalised by ``res_w`` (docs/method.md §5.3); extrinsics may be absent."""
     id: str
     res_w: int
     res_h: int
@@ -154,14 +154,14 @@ class PoseDataset:
         return replace(self, videos=tuple(kept))
 
     def action_groups(self) -> dict[str, list[Video]]:
-        """Videos pooled by action group (text before the first space, SPEC §6.4)."""
+        """Videos pooled by action group (text before the first space, docs/method.md §6.4)."""
         groups: dict[str, list[Video]] = {}
         for v in self.videos:
             groups.setdefault(v.action_group, []).append(v)
         return groups
 
 
-# --- subject / action selection (SPEC §6.4) ---------------------------------------------------
+# --- subject / action selection (docs/method.md §6.4) ---------------------------------------------------
 
 def action_group(action: str) -> str:
     """'Directions 1' -> 'Directions' (evaluation pools actions by the text before the first space)."""
@@ -192,7 +192,7 @@ def check_subjects(requested: Sequence[str], available: Sequence[str], where: st
                          f"{', '.join(available)}. Change subjects_train/subjects_test.")
 
 
-# --- shared preprocessing (SPEC §6.3) ---------------------------------------------------------
+# --- shared preprocessing (docs/method.md §6.3) ---------------------------------------------------------
 
 def root_relative(positions: np.ndarray, root: int) -> np.ndarray:
     """(F, J, 3) -> joints != root minus root; the root column keeps the absolute trajectory."""
@@ -203,7 +203,7 @@ def root_relative(positions: np.ndarray, root: int) -> np.ndarray:
 
 
 def camera_space(world: np.ndarray, cam: CameraInfo, root: int) -> np.ndarray:
-    """World metres (F, J, 3) -> camera-space, root-relative with absolute trajectory (§6.3 step 2)."""
+    """World metres (F, J, 3) -> camera-space, root-relative with absolute trajectory (docs/method.md §6.3 step 2)."""
     if not cam.has_extrinsics:
         raise ValueError(f"camera {cam.id} has no extrinsics, so world 3D cannot be moved into it")
     return root_relative(world_to_camera(world.astype(np.float32), cam.orientation, cam.translation), root)
@@ -247,7 +247,7 @@ class Sources:
 
 def assemble_videos(src: Sources, subjects: Sequence[str], actions: ActionFilter, root: int,
                     fps: float | None) -> list[Video]:
-    """SPEC §6.3: move 3D into each camera, check/truncate 2D to the 3D length, normalise 2D.
+    """docs/method.md §6.3: move 3D into each camera, check/truncate 2D to the 3D length, normalise 2D.
 
     Subjects with 3D must appear in the 2D file with every action and camera; subjects present only
     in the 2D file (e.g. H36M S2-S4 in the CPN file) give videos with ``positions_3d=None``.
@@ -300,7 +300,7 @@ def _subject_videos_3d(src: Sources, subject: str, filters, root: int, fps) -> l
             if kp.shape[0] < frames:
                 raise ValueError(f"{subject}/{action} camera {c}: 2D has {kp.shape[0]} frames but 3D has "
                                  f"{frames}; the 2D file {src.file_2d} must cover every 3D frame")
-            # Some videos have extra frames at the end; the mocap length is authoritative (§6.3 step 3).
+            # Some videos have extra frames at the end; the mocap length is authoritative (docs/method.md §6.3 step 3).
             videos.append(Video(subject, action, c, normalize_2d(kp[:frames], cam), camera_space(world, cam, root),
                                 cam, fps=fps))
     return videos

@@ -1,4 +1,4 @@
-"""Human3.6M in VideoPose3D format (SPEC §6.1-6.4).
+"""Human3.6M in VideoPose3D format (docs/method.md §6.1-6.4).
 
 Files (under ``root``):
 
@@ -28,7 +28,7 @@ SUBJECTS_TRAIN = ("S1", "S5", "S6", "S7", "S8")
 SUBJECTS_TEST = ("S9", "S11")
 CAMERA_IDS = ("54138969", "55011271", "58860488", "60457274")
 
-# SPEC §6.2, per camera index and shared by all subjects:
+# docs/method.md §6.2, per camera index and shared by all subjects:
 # (res_w, res_h, (f_x, f_y), (c_x, c_y), (k1, k2, k3), (p1, p2)) in pixels.
 PIXEL_INTRINSICS = (
     (1000, 1002, (1145.0494384765625, 1143.7811279296875), (512.54150390625, 515.4514770507812),
@@ -45,7 +45,7 @@ PIXEL_INTRINSICS = (
      (-0.0005872055771760643, -0.0018133620033040643)),
 )
 
-# SPEC §6.2 extrinsics: subject -> 4 x (camera->world quaternion (w, x, y, z), camera centre in world mm).
+# docs/method.md §6.2 extrinsics: subject -> 4 x (camera->world quaternion (w, x, y, z), camera centre in world mm).
 # S2/S3/S4 (2D-only subjects of the CPN file) have none.
 EXTRINSICS = {
     "S1": (((0.1407056450843811, -0.1500701755285263, -0.755240797996521, 0.6223280429840088),
@@ -118,7 +118,7 @@ def h36m_cameras(subject: str) -> tuple[CameraInfo, ...]:
         if subject in EXTRINSICS:
             q_raw, t_mm = EXTRINSICS[subject][idx]
             q = np.array(q_raw, dtype=np.float32)
-            t = np.array(t_mm, dtype=np.float32) / 1000  # mm -> m (SPEC §6.2), in float32 like VideoPose3D
+            t = np.array(t_mm, dtype=np.float32) / 1000  # mm -> m (docs/method.md §6.2), in float32 like VideoPose3D
         cams.append(CameraInfo(CAMERA_IDS[idx], w, h, intr, q, t))
     return tuple(cams)
 
@@ -129,7 +129,7 @@ def h36m_files(root: str | Path, keypoints: str) -> tuple[Path, Path]:
 
 
 def load_h36m(root: str | Path, keypoints: str, subjects: Sequence[str], actions: ActionFilter = "*") -> PoseDataset:
-    """Load Human3.6M for ``subjects`` (SPEC §6.3): 32->17 joints, camera space, normalised 2D."""
+    """Load Human3.6M for ``subjects`` (docs/method.md §6.3): 32->17 joints, camera space, normalised 2D."""
     path_3d, path_2d = h36m_files(root, keypoints)
     for path, how in ((path_3d, "run VideoPose3D's data/prepare_data_h36m.py on the original H36M release"),
                       (path_2d, "download it as listed in VideoPose3D's DATASETS.md (CPN: "
@@ -149,7 +149,7 @@ def load_h36m(root: str | Path, keypoints: str, subjects: Sequence[str], actions
 
 
 def _reduce_to_17(positions: np.ndarray, where: str) -> np.ndarray:
-    """(F, 32, 3) -> (F, 17, 3) keeping H36M_KEPT in order (SPEC §1.1)."""
+    """(F, 32, 3) -> (F, 17, 3) keeping H36M_KEPT in order (docs/method.md §1.1)."""
     if positions.ndim != 3 or positions.shape[1:] != (32, 3):
         raise ValueError(f"{where}: expected (F, 32, 3) mocap positions, got {positions.shape}")
     return np.ascontiguousarray(positions[:, list(H36M_KEPT)], dtype=np.float32)

@@ -1,13 +1,13 @@
-"""HumanEva-I in VideoPose3D format (SPEC §8): 15 joints, 3 cameras of 640x480, no intrinsics.
+"""HumanEva-I in VideoPose3D format (docs/method.md §8): 15 joints, 3 cameras of 640x480, no intrinsics.
 
 Files (under ``root``), from VideoPose3D's ``data/prepare_data_humaneva.py``:
 
 * ``data_3d_humaneva15.npz``: ``positions_3d`` = {"Train/S1": {"Walking 1 chunk0": (F, 15, 3) world m}}.
 * ``data_2d_humaneva15_<gt|detectron_pt_coco>.npz``: ``positions_2d`` = {subject: {action: [3 x (F, 15, 2) px]}}
-  and ``metadata`` (layout 'humaneva15', symmetry of SPEC §1.4).
+  and ``metadata`` (layout 'humaneva15', symmetry of docs/method.md §1.4).
 
 Subjects carry a split prefix ("Train/S1", "Validate/S2", "Unlabeled/S3"); cameras depend only on
-the person ("S1"). No intrinsic vector exists, so ``Video.camera`` is None (JPMA is skipped, §8).
+the person ("S1"). No intrinsic vector exists, so ``Video.camera`` is None (JPMA is skipped, docs/method.md §8).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ CAMERA_IDS = ("C1", "C2", "C3")
 SUBJECTS_TRAIN = ("Train/S1", "Train/S2", "Train/S3")
 SUBJECTS_TEST = ("Validate/S1", "Validate/S2", "Validate/S3")
 
-# SPEC §8: person -> 3 x (camera->world quaternion (w, x, y, z), camera centre in world mm). S3 shares S1's.
+# docs/method.md §8: person -> 3 x (camera->world quaternion (w, x, y, z), camera centre in world mm). S3 shares S1's.
 _S1_S3 = (((0.424207, -0.4983646, -0.5802981, 0.4847012), (4062.227, 663.2477, 1528.397)),
           ((0.6503354, -0.7481602, -0.0919284, 0.0941766), (844.8131, -3805.2092, 1504.9929)),
           ((0.0664734, -0.0690535, 0.7416416, -0.6639132), (-797.67377, 3916.3174, 1433.6602)))
@@ -56,7 +56,7 @@ def humaneva_files(root: str | Path, keypoints: str) -> tuple[Path, Path]:
 
 def load_humaneva(root: str | Path, keypoints: str, subjects: Sequence[str],
                   actions: ActionFilter = "*") -> PoseDataset:
-    """Load HumanEva-I (SPEC §8): preprocessing of §6.3 with 15 joints and root 0."""
+    """Load HumanEva-I (docs/method.md §8): preprocessing of §6.3 with 15 joints and root 0."""
     path_3d, path_2d = humaneva_files(root, keypoints)
     for path in (path_3d, path_2d):
         if not path.is_file():

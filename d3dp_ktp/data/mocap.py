@@ -9,7 +9,7 @@ NSF EIA-0196217.
 Pipeline (one BVH trial): parse + FK (``bvh.py``) -> rig joints mixed into the 17 H36M joints
 (tables below) -> metres, Y-up -> Z-up world, centred on the origin -> linear resampling to
 ``fps`` -> per subject, ``num_cameras`` virtual cameras with Human3.6M intrinsics around the
-origin -> 2D pixels by the SPEC §5.3 distortion model -> optional detector-like 2D noise.
+origin -> 2D pixels by the docs/method.md §5.3 distortion model -> optional detector-like 2D noise.
 
 Shape legend: F frames, n rig joints, J = 17 H36M joints, C cameras.
 
@@ -104,7 +104,7 @@ RIGS = (CMU_ICLONE, CMU_SALSA)
 # Subject split of the data README (held-out evaluation is by subject).
 SPLITS = {"train": ("cmu01", "cmu02", "cmu03", "cmu05", "cmu06", "cmu60"), "validate": ("cmu07", "cmu61")}
 
-# SPEC §6.2 Human3.6M pixel intrinsics per camera index:
+# docs/method.md §6.2 Human3.6M pixel intrinsics per camera index:
 # (id, res_w, res_h, (f_x, f_y), (c_x, c_y), (k1, k2, k3), (p1, p2)).
 H36M_INTRINSICS = (
     ("54138969", 1000, 1002, (1145.0494384765625, 1143.7811279296875), (512.54150390625, 515.4514770507812),

@@ -1,4 +1,4 @@
-"""MPI-INF-3DHP as used by D3DP (SPEC §7): processed npz files and the official test annotations.
+"""MPI-INF-3DHP as used by D3DP (docs/method.md §7): processed npz files and the official test annotations.
 
 Files (under ``root``):
 
@@ -9,7 +9,7 @@ Files (under ``root``):
   MATLAB axes reversed): annot2 2x17x1xF px, annot3 3x17x1xF mm, valid_frame Fx1,
   activity_annotation Fx1.
 
-Joints stay in the 3DHP "relevant" order with the pelvis (14) as root; D3DP does not remap (§7.2).
+Joints stay in the 3DHP "relevant" order with the pelvis (14) as root; D3DP does not remap (docs/method.md §7.2).
 Training subjects are "S1".."S8" with actions "Seq1"/"Seq2" and camera index = camera id; a test
 sequence "TSn" is one video with subject = action = "TSn".
 """
@@ -30,7 +30,7 @@ SUBJECTS_TRAIN = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8")
 SUBJECTS_TEST = ("TS1", "TS2", "TS3", "TS4", "TS5", "TS6")
 TRAIN_RES = (2048, 2048)
 
-# SPEC §7.3: D3DP's pixel intrinsics (pixelAspect and distortion ignored), per test sequence group:
+# docs/method.md §7.3: D3DP's pixel intrinsics (pixelAspect and distortion ignored), per test sequence group:
 # (res_w, res_h, f, c_x, c_y).
 _STUDIO = (2048, 2048, 1500.172288, 1017.387336, 1043.031982)  # TS1-TS4, green screen studio
 _OUTDOOR = (1920, 1080, 1683.983460, 939.857540, 560.140743)   # TS5-TS6, outdoor
@@ -41,7 +41,7 @@ MM_PER_M = 1000.0
 
 
 def test_camera(seq: str) -> CameraInfo:
-    """Normalised intrinsics of a test sequence, zero distortion (SPEC §7.3)."""
+    """Normalised intrinsics of a test sequence, zero distortion (docs/method.md §7.3)."""
     if seq not in TEST_CAMERAS:
         raise ValueError(f"unknown MPI-INF-3DHP test sequence '{seq}'; expected one of {', '.join(TEST_CAMERAS)}")
     w, h, f, cx, cy = TEST_CAMERAS[seq]
@@ -49,7 +49,7 @@ def test_camera(seq: str) -> CameraInfo:
 
 
 def _video(subject, action, index, pixels_2d, mm_3d, cam, fps, valid=None, activity=None) -> Video:
-    """mm camera space -> metres, pelvis-relative with the absolute pelvis kept (SPEC §7.1 loader)."""
+    """mm camera space -> metres, pelvis-relative with the absolute pelvis kept (docs/method.md §7.1 loader)."""
     where = f"MPI-INF-3DHP {subject} {action} camera {cam.id}"
     if mm_3d.ndim != 3 or mm_3d.shape[1:] != (MPI_INF_3DHP.num_joints, 3) or pixels_2d.shape[0] != mm_3d.shape[0]:
         raise ValueError(f"{where}: expected data_3d (F, 17, 3) and data_2d (F, 17, 2), got "

@@ -1,4 +1,4 @@
-"""Training chunks (SPEC §6.5) and evaluation windows (SPEC §6.6).
+"""Training chunks (docs/method.md §6.5) and evaluation windows (docs/method.md §6.6).
 
 Shape legend: F frames of a video, T frames per chunk/window, n chunks/windows, J2 keypoints,
 J joints.
@@ -27,7 +27,7 @@ from d3dp_ktp.data.dataset import PoseDataset, Video
 from d3dp_ktp.skeleton import flip_pose
 
 
-# --- training chunks (SPEC §6.5) --------------------------------------------------------------
+# --- training chunks (docs/method.md §6.5) --------------------------------------------------------------
 
 def chunk_bounds(num_frames: int, chunk_length: int) -> np.ndarray:
     """Boundaries k*T - offset, k = 0..n, with n = ceil(F/T) and offset = floor((n*T - F)/2); (n+1,)."""
@@ -55,7 +55,7 @@ class ChunkDataset(Dataset):
 
     ``pairs`` rows are (video, start, end, flip) in the official order: per video its un-flipped
     chunks, then (with flipping on) the same chunks flipped. y3d keeps the absolute root trajectory
-    in the root column; the training step zeroes it (SPEC §6.5).
+    in the root column; the training step zeroes it (docs/method.md §6.5).
     """
 
     def __init__(self, videos: Sequence[Video], chunk_length: int, kps_left, kps_right, joints_left, joints_right,
@@ -209,7 +209,7 @@ class ChunkBatchSampler(Sampler):
         self.epochs_drawn = state.get("epochs_drawn", 0)
 
 
-# --- evaluation windows (SPEC §6.6) -------------------------------------------------------------
+# --- evaluation windows (docs/method.md §6.6) -------------------------------------------------------------
 
 def num_windows(num_frames: int, window: int) -> int:
     if num_frames < 1 or window < 1:
@@ -254,7 +254,7 @@ def window_keep_mask(num_frames: int, window: int) -> np.ndarray:
 
 
 def eval_windows(x, window: int):
-    """(F, ...) -> (n, T, ...) windows of SPEC §6.6 (numpy or torch; 2D, 3D and valid masks alike)."""
+    """(F, ...) -> (n, T, ...) windows of docs/method.md §6.6 (numpy or torch; 2D, 3D and valid masks alike)."""
     idx = window_frame_indices(len(x), window)
     return x[torch.from_numpy(idx)] if isinstance(x, torch.Tensor) else x[idx]
 
@@ -262,7 +262,7 @@ def eval_windows(x, window: int):
 def stitch(windows, num_frames: int, time_axis: int = 1):
     """Inverse of :func:`eval_windows`: (n, ..., T, ...) -> (..., F, ...) with time at ``time_axis - 1``.
 
-    Window i fills frames [iT, (i+1)T), then the last window overwrites the final T frames (SPEC §6.6).
+    Window i fills frames [iT, (i+1)T), then the last window overwrites the final T frames (docs/method.md §6.6).
     E.g. predictions (n, K, H, T, J, 3) with ``time_axis=3`` stitch to (K, H, F, J, 3).
     """
     window = windows.shape[time_axis]

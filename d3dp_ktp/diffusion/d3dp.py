@@ -1,4 +1,4 @@
-"""The D3DP diffusion wrapper: owns the schedule, the training objective and the sampler (SPEC §4).
+"""The D3DP diffusion wrapper: owns the schedule, the training objective and the sampler (docs/method.md §4).
 
 Symbols follow the papers: x0 clean pose, x_t noisy pose, t diffusion step, ᾱ (alpha_bar), η (eta),
 H hypotheses, K DDIM steps. The trainer only calls ``loss``; users only call ``sample``.
@@ -51,7 +51,7 @@ class D3DP(nn.Module):
         return self.scheduler.add_noise(x0, noise, t)
 
     def noisy_input(self, y: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Network input for training: clamp(q_sample(scale·y), ±clamp·scale) / scale (SPEC §4.3.2)."""
+        """Network input for training: clamp(q_sample(scale·y), ±clamp·scale) / scale (docs/method.md §4.3.2)."""
         s, c = self.cfg.scale, self.cfg.clamp
         return torch.clamp(self.q_sample(y * s, t, noise), -c * s, c * s) / s
 
@@ -107,7 +107,7 @@ class D3DP(nn.Module):
 
     def predict_x0(self, x2d: torch.Tensor, x2d_flip: torch.Tensor | None, x: torch.Tensor,
                    t: int, dtype: str | torch.dtype | None = None, max_batch: int | None = None) -> torch.Tensor:
-        """x̂0 = clamp(scale·f(x2d, clamp(x)/scale, t), ±clamp·scale), flip-averaged (SPEC §4.4-4.5).
+        """x̂0 = clamp(scale·f(x2d, clamp(x)/scale, t), ±clamp·scale), flip-averaged (docs/method.md §4.4-4.5).
 
         The un-flipped and flipped passes and all H hypotheses run as one batched forward, or as
         forwards of at most ``max_batch`` sequences (see `denoise`). With ``dtype`` bf16/fp16 only
@@ -190,7 +190,7 @@ class D3DP(nn.Module):
 
     def _ddim_loop(self, x2d, K, eta, flip, generator, latents, step_noise, shape, dtype, max_batch=None
                    ) -> torch.Tensor:
-        """SPEC §4.4: x ~ N(0, I); for each (t, t_next): x̂0 = f(...), x <- DDIM step.
+        """docs/method.md §4.4: x ~ N(0, I); for each (t, t_next): x̂0 = f(...), x <- DDIM step.
 
         Given noise is moved to the device once; without it the scheduler's ``step`` draws z from
         ``generator``, so the step noise is decided in one place.

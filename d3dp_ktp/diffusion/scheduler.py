@@ -1,4 +1,4 @@
-"""D3DP's DDIM sampler as a diffusers scheduler (SPEC §4.1, §4.4, §4.6).
+"""D3DP's DDIM sampler as a diffusers scheduler (docs/method.md §4.1, §4.4, §4.6).
 
 diffusers' DDIMScheduler with "trailing" spacing matches D3DP only when K divides 1000 and keeps ᾱ
 in float32. This scheduler keeps ᾱ in float64, lists D3DP's truncated time pairs for every K and
@@ -16,7 +16,7 @@ from diffusers.utils import BaseOutput
 
 
 def cosine_alphas_cumprod(num_train_timesteps: int = 1000, s: float = 0.008) -> torch.Tensor:
-    """ᾱ_i of the cosine schedule (SPEC §4.1), float64, shape (N_t,)."""
+    """ᾱ_i of the cosine schedule (docs/method.md §4.1), float64, shape (N_t,)."""
     # Same torch float64 ops as D3DP's cosine_beta_schedule, so the values agree to the last bit.
     x = torch.linspace(0, num_train_timesteps, num_train_timesteps + 1, dtype=torch.float64)
     f = torch.cos(((x / num_train_timesteps) + s) / (1 + s) * math.pi * 0.5) ** 2
@@ -26,7 +26,7 @@ def cosine_alphas_cumprod(num_train_timesteps: int = 1000, s: float = 0.008) -> 
 
 
 def d3dp_time_pairs(num_steps: int, num_train_timesteps: int = 1000) -> list[tuple[int, int]]:
-    """D3DP's (t, t_next) pairs: int(linspace(-1, N_t-1, K+1)) reversed and paired (SPEC §4.4)."""
+    """D3DP's (t, t_next) pairs: int(linspace(-1, N_t-1, K+1)) reversed and paired (docs/method.md §4.4)."""
     times = torch.linspace(-1, num_train_timesteps - 1, steps=num_steps + 1)
     times = list(reversed(times.int().tolist()))
     return list(zip(times[:-1], times[1:]))
@@ -85,7 +85,7 @@ class D3DPScheduler(SchedulerMixin, ConfigMixin):
         return 1.0 if t < 0 else float(self.alphas_cumprod[t])
 
     def sigma_and_c(self, t: int, t_next: int, eta: float) -> tuple[float, float]:
-        """σ = η·sqrt((1-ᾱ_t/ᾱ_next)(1-ᾱ_next)/(1-ᾱ_t)), c = sqrt(1-ᾱ_next-σ²) (SPEC §4.4 step 6)."""
+        """σ = η·sqrt((1-ᾱ_t/ᾱ_next)(1-ᾱ_next)/(1-ᾱ_t)), c = sqrt(1-ᾱ_next-σ²) (docs/method.md §4.4 step 6)."""
         a, a_next = self.alpha_bar(t), self.alpha_bar(t_next)
         sigma = eta * math.sqrt((1 - a / a_next) * (1 - a_next) / (1 - a))
         return sigma, math.sqrt(max(1 - a_next - sigma ** 2, 0.0))
@@ -113,7 +113,7 @@ class D3DPScheduler(SchedulerMixin, ConfigMixin):
                              "call set_timesteps(K) first")
         t_next = self._next[t]
         x0 = model_output
-        # 1. ε̂ from the unclamped sample (SPEC §4.4 step 4).
+        # 1. ε̂ from the unclamped sample (docs/method.md §4.4 step 4).
         eps = self.predict_noise_from_start(sample, t, x0)
         if t_next < 0:
             # 2. Last step: D3DP returns x̂0 and draws no noise.

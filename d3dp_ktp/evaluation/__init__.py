@@ -1,4 +1,4 @@
-"""Evaluation of D3DP models: multi-hypothesis errors per DDIM step (SPEC §5), 3DHP PCK/AUC (§7.5).
+"""Evaluation of D3DP models: multi-hypothesis errors per DDIM step (docs/method.md §5), 3DHP PCK/AUC (§7.5).
 
     from d3dp_ktp.evaluation import EvalConfig, evaluate, write_report
     from d3dp_ktp.sampling import SamplingConfig

@@ -1,4 +1,4 @@
-"""EvalConfig: how a D3DP model is evaluated (SPEC §5, §6.6, §7.4-7.5, §10)."""
+"""EvalConfig: how a D3DP model is evaluated (docs/method.md §5, §6.6, §7.4-7.5, §10)."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,15 +15,15 @@ class EvalConfig:
     # H, K, eta, flip, dtype and the noise seed. None: the model's own (``model.sampling``, i.e. the
     # checkpoint's); README default 5/5, the paper's comparison uses H=20, K=10.
     sampling: SamplingConfig | None = None
-    # 'official': the published protocol with its quirks (SPEC §12 items 1-3): GT root trajectory in
+    # 'official': the published protocol with its quirks (docs/method.md §12 items 1-3): GT root trajectory in
     # JPMA, P-Best chosen per batch of `batch_size` windows, overlapping/padded window frames counted
     # again. 'clean': every frame counted once, P-Best per window, JPMA root estimated from 2D.
     mode: str = "official"
-    # Windows per sampling batch; batches never cross videos. It changes official P-Best (SPEC §12.2):
+    # Windows per sampling batch; batches never cross videos. It changes official P-Best (docs/method.md §12.2):
     # D3DP uses 4 on Human3.6M and 2 on MPI-INF-3DHP. 0 (clean mode only) = as many as fit in memory.
     batch_size: int = 4
     protocol2: bool = True            # also report Protocol #2 (P-MPJPE) versions of the four metrics
-    by_subject: bool = False          # also keep per-subject tables (HumanEva protocol, SPEC §8)
+    by_subject: bool = False          # also keep per-subject tables (HumanEva protocol, docs/method.md §8)
     # Evaluate only this many windows (0 = all), for quick evaluation and training-time validation:
     # an evenly spread, deterministic subset of the whole test set, the windows at indices
     # round(linspace(0, N-1, max_windows)) of all N windows in dataset order (runner.select_windows),

@@ -1,4 +1,4 @@
-"""MPI-INF-3DHP specifics (SPEC §7.4-7.5): the MATLAB PCK/AUC/MPJPE tables.
+"""MPI-INF-3DHP specifics (docs/method.md §7.4-7.5): the MATLAB PCK/AUC/MPJPE tables.
 
 The PCK/AUC rules themselves live in ``d3dp_ktp.metrics.pck_auc`` (14 joints, strict ``<``,
 thresholds 0:5:150 mm). Here the per-joint errors of the scored frames (valid frames of the
@@ -17,14 +17,14 @@ from ..data.dataset import Video
 from ..metrics import MULTI_HYPOTHESIS_METRICS as METRIC_NAMES, pck_auc
 from .protocol import MM
 
-# activity_annotation values of annot_data.mat (SPEC §7.3).
+# activity_annotation values of annot_data.mat (docs/method.md §7.3).
 ACTIVITIES = {1: "Standing/Walking", 2: "Exercising", 3: "Sitting", 4: "Reaching/Crouching", 5: "On The Floor",
               6: "Sports", 7: "Miscellaneous"}
 COLUMNS = ("PCK", "AUC", "MPJPE")
 
 
 def _row(errors_mm: np.ndarray) -> dict:
-    """errors (N, K, J) mm -> {'PCK': [K], 'AUC': [K], 'MPJPE': [K], 'frames': N} (SPEC §7.5 'Total')."""
+    """errors (N, K, J) mm -> {'PCK': [K], 'AUC': [K], 'MPJPE': [K], 'frames': N} (docs/method.md §7.5 'Total')."""
     out = {c: [] for c in COLUMNS}
     for k in range(errors_mm.shape[1]):
         pa = pck_auc(errors_mm[:, k])

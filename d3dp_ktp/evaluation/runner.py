@@ -1,14 +1,14 @@
-"""The evaluation loop (SPEC §5.1-5.5, §6.6, §7.4-7.5): windows, batched sampling, per-step errors.
+"""The evaluation loop (docs/method.md §5.1-5.5, §6.6, §7.4-7.5): windows, batched sampling, per-step errors.
 
 Shape legend: n windows of one video, B windows of a batch, K DDIM steps, H hypotheses, T frames
 per window, J joints, J2 keypoints.
 
-For every video: cut (2D, 3D, valid) into the windows of SPEC §6.6, keep the GT root track r from
+For every video: cut (2D, 3D, valid) into the windows of docs/method.md §6.6, keep the GT root track r from
 the 3D root column and zero it, then sample batches of ``cfg.batch_size`` windows (never across
 videos, as D3DP feeds one video at a time) with one ``model.sample`` call each; all hypotheses, steps
 and the flip pass run in that call. The predicted root is zeroed and the four multi-hypothesis
 errors (J-Best, P-Best, P-Agg, J-Agg) are computed per step k for Protocol #1 and #2, accumulated
-frame-weighted per action group and averaged over groups (SPEC §5.4). ``cfg.max_windows`` keeps an
+frame-weighted per action group and averaged over groups (docs/method.md §5.4). ``cfg.max_windows`` keeps an
 evenly spread subset of the windows (`select_windows`), e.g. for a quick validation.
 
 How frames count, where P-Best chooses and which root JPMA reprojects with are the fields of the
@@ -37,7 +37,7 @@ from .pck import PCKCollector
 from .protocol import MM, P2_PREFIX, EvalProtocol, get_protocol
 
 METRIC_NAMES = metrics.MULTI_HYPOTHESIS_METRICS  # ('J-Best', 'P-Best', 'P-Agg', 'J-Agg')
-# Paper column order of the 15 Human3.6M action groups (SPEC §6.4).
+# Paper column order of the 15 Human3.6M action groups (docs/method.md §6.4).
 H36M_ACTION_GROUPS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
                       "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether")
 
@@ -46,7 +46,7 @@ H36M_ACTION_GROUPS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning
 
 @dataclass
 class VideoWindows:
-    """One video cut into evaluation windows (SPEC §6.6), tensors on the CPU."""
+    """One video cut into evaluation windows (docs/method.md §6.6), tensors on the CPU."""
     video: Video
     x2d: torch.Tensor             # (n, T, J2, 2) un-flipped input 2D, normalised screen coordinates
     y: torch.Tensor               # (n, T, J, 3) root-relative GT, root zeroed
@@ -63,9 +63,9 @@ def frame_weights(video: Video, window: int, protocol: EvalProtocol) -> np.ndarr
     """(n, T) float weights of the window frames, by ``protocol.frame_counting``.
 
     'every_window_frame' (official): the overlapping part of the last window and the replicate
-    padding are counted again (SPEC §5.4, §12 item 3). 'each_frame_once' (clean): the frame `stitch`
+    padding are counted again (docs/method.md §5.4, §12 item 3). 'each_frame_once' (clean): the frame `stitch`
     keeps. Videos with a valid mask (MPI-INF-3DHP) are scored as the official MATLAB code does, on
-    the stitched sequence and on valid frames only (SPEC §7.5), under both protocols.
+    the stitched sequence and on valid frames only (docs/method.md §7.5), under both protocols.
     """
     keep = window_keep_mask(video.num_frames, window)
     if video.valid is not None:
@@ -79,7 +79,7 @@ def video_windows(video: Video, window: int, root: int, protocol: EvalProtocol) 
     if video.positions_3d is None:
         raise ValueError(f"video {video.key} has no 3D ground truth; evaluation needs subjects with 3D")
     y = torch.from_numpy(np.ascontiguousarray(eval_windows(video.positions_3d, window), dtype=np.float32))
-    r = y[:, :, root].clone()  # GT root trajectory r, kept before zeroing (SPEC §5.1)
+    r = y[:, :, root].clone()  # GT root trajectory r, kept before zeroing (docs/method.md §5.1)
     y[:, :, root] = 0
     x2d = torch.from_numpy(np.ascontiguousarray(eval_windows(video.keypoints_2d, window), dtype=np.float32))
     camera = None if video.camera is None else torch.as_tensor(np.asarray(video.camera, dtype=np.float32))
@@ -114,14 +114,14 @@ def jpma_status(model, dataset: PoseDataset) -> str | None:
     """None when J-Agg can be computed, else the reason it is skipped."""
     if any(v.camera is None for v in dataset.videos):
         return (f"J-Agg (JPMA) skipped: {dataset.name} has no camera intrinsics, so nothing can be reprojected "
-                "(SPEC §8)")
+                "(docs/method.md §8)")
     if dataset.num_keypoints != model.skeleton.num_joints:
         return "J-Agg (JPMA) skipped: the 2D keypoints are not the 3D joints, so per-joint reprojection is undefined"
     return None
 
 
 def uses_pixel_jpma(dataset: PoseDataset) -> bool:
-    """MPI-INF-3DHP's official JPMA compares reprojections in pixels (SPEC §7.4)."""
+    """MPI-INF-3DHP's official JPMA compares reprojections in pixels (docs/method.md §7.4)."""
     return dataset.skeleton.name == MPI_INF_3DHP.name
 
 
@@ -139,7 +139,7 @@ class BatchErrors:
 def jpma_selection(P: torch.Tensor, x2d: torch.Tensor, camera: torch.Tensor, root: torch.Tensor | None,
                    video: Video, pixels: bool) -> torch.Tensor:
     """JPMA hypothesis index (B, K, T, J). root = GT trajectory (official) or None (estimated from 2D).
-    pixels: MPI-INF-3DHP's JPMA, linear projection compared in pixels (SPEC §7.4)."""
+    pixels: MPI-INF-3DHP's JPMA, linear projection compared in pixels (docs/method.md §7.4)."""
     if pixels:
         return aggregation.jpma_index(P, x2d, camera, root=root, linear=True, image_size=(video.res_w, video.res_h))
     return aggregation.jpma_index(P, x2d, camera, root=root)
@@ -147,12 +147,12 @@ def jpma_selection(P: torch.Tensor, x2d: torch.Tensor, camera: torch.Tensor, roo
 
 def batch_errors(P: torch.Tensor, Y: torch.Tensor, jpma_index: torch.Tensor | None, cfg: EvalConfig,
                  weight: torch.Tensor) -> dict:
-    """SPEC §5.2 / §5.5 errors for every metric and Protocol #1/#2; values (B, K, T, J) metres.
+    """docs/method.md §5.2 / §5.5 errors for every metric and Protocol #1/#2; values (B, K, T, J) metres.
 
     weight (B, T): how the batch's frames are scored (`frame_weights`). P-Best follows
     ``protocol.p_best`` of ``cfg.mode``: official chooses per batch from every frame, padding and
-    3DHP-invalid frames included (SPEC §5.2, §7.4, §12 item 2); clean chooses per window from exactly
-    the frames it scores (SPEC §10).
+    3DHP-invalid frames included (docs/method.md §5.2, §7.4, §12 item 2); clean chooses per window from exactly
+    the frames it scores (docs/method.md §10).
     """
     protocol = get_protocol(cfg.mode)
     out = {}
@@ -175,12 +175,12 @@ def _sample(model, x2d: torch.Tensor, cfg: EvalConfig, generator: torch.Generato
         raise ValueError(f"model.sample returned {tuple(getattr(P, 'shape', ()))}, expected (B, K, H, T, J, 3) = "
                          f"{expected}")
     P = P.float().clone()
-    P[..., root, :] = 0  # D3DP zeroes the predicted root before every metric (SPEC §5.1)
+    P[..., root, :] = 0  # D3DP zeroes the predicted root before every metric (docs/method.md §5.1)
     return P
 
 
 def window_counts(dataset: PoseDataset, T: int) -> list[int]:
-    """Evaluation windows of every video of ``dataset`` (SPEC §6.6), in dataset order."""
+    """Evaluation windows of every video of ``dataset`` (docs/method.md §6.6), in dataset order."""
     return [num_windows(v.num_frames, T) for v in dataset.videos]
 
 
@@ -319,7 +319,7 @@ class EvalResult:
         return {m: {g: (pooled[g].sums[m] / pooled[g].frames * MM).tolist() for g in groups} for m in self.metrics}
 
     def summary(self, subject: str | None = None) -> dict[str, list[float]]:
-        """metric -> [mm per step k]: the unweighted mean over action groups (SPEC §5.4).
+        """metric -> [mm per step k]: the unweighted mean over action groups (docs/method.md §5.4).
 
         Keys 'J-Best', 'P-Best', 'P-Agg', 'J-Agg' (Protocol #1) and 'P2/...' (Protocol #2).
         """

@@ -1,19 +1,19 @@
-"""Lift a 2D keypoint sequence of any length to 3D with a D3DP model (in-the-wild path, SPEC §9).
+"""Lift a 2D keypoint sequence of any length to 3D with a D3DP model (in-the-wild path, docs/method.md §9).
 
 Shape legend: F frames of the sequence, T frames per model window, n windows, B windows per
 sampling call, K DDIM steps, H hypotheses, J joints.
 
-1. **Windows** (our choice). F <= T: one window, right-padded by repeating the last frame (SPEC
+1. **Windows** (our choice). F <= T: one window, right-padded by repeating the last frame (docs/method.md
    §6.6). F > T: windows of T frames starting every ``stride`` frames, the last one aligned to the
    end of the sequence. The default stride ceil(T/2) halves the seams' visibility at twice the
-   cost of ``stride = T``, which gives exactly the windows of SPEC §6.6.
+   cost of ``stride = T``, which gives exactly the windows of docs/method.md §6.6.
 2. **Sampling.** Every window gets H hypotheses after K DDIM steps (`D3DP.sample`, flip TTA on by
    default), with the model's own sampling settings unless the LiftConfig gives others. The initial
    x_T and the per-step noise are drawn window after window from one seeded generator on the CPU,
    so a result depends on the seed only, not on the batch size or device. How many windows go into
    one call, and how many sequences into one denoiser forward, is chosen from a memory budget
    (`auto_batch`) unless ``batch_size`` is given.
-3. **Aggregation** at the final step, per window: JPMA (SPEC §5.2) with the root translation
+3. **Aggregation** at the final step, per window: JPMA (docs/method.md §5.2) with the root translation
    estimated from the 2D (`aggregation.estimate_root`, no ground truth) or P-Agg (the mean). The
    uncertainty of a joint is the RMS distance of the H hypotheses from their mean (metres).
 4. **Blending.** Overlapping windows are averaged with linear cross-fade weights: in an overlap of
@@ -69,7 +69,7 @@ GPU_MEMORY_FRACTION = 0.8          # of the free memory, for all of one sampling
 class LiftConfig:
     sampling: SamplingConfig | None = None  # H, K, eta, flip, dtype, seed; None = the model's own (checkpoint's)
     batch_size: int = 0            # windows per sampling call; 0 = automatic (`auto_batch`). Results do not change
-    stride: int | None = None      # window start spacing for F > T; None = ceil(T/2); T = SPEC §6.6 windows
+    stride: int | None = None      # window start spacing for F > T; None = ceil(T/2); T = docs/method.md §6.6 windows
     agg: str = "jpma"              # 'jpma' (per joint, by 2D reprojection) or 'mean' (P-Agg)
     focal: float | None = None     # assumed focal length in px; None = 1.15 x image width
     save_hypotheses: bool = False  # keep every hypothesis of every step, (K, H, F, J, 3)
@@ -198,7 +198,7 @@ def sample_windows(model, x2d: torch.Tensor, cfg: LiftConfig, device: torch.devi
         P = model.sample(x2d[part].to(device), num_hypotheses=s.num_hypotheses, num_steps=s.num_steps,
                          eta=s.eta, flip=s.flip, latents=latents, step_noise=step_noise, dtype=s.dtype,
                          max_batch=max_batch).float().cpu().contiguous()
-        P[..., root, :] = 0  # root-relative output (SPEC §5.1)
+        P[..., root, :] = 0  # root-relative output (docs/method.md §5.1)
         yield part, P
 
 
@@ -223,7 +223,7 @@ def aggregate(P: torch.Tensor, agg: str, ref2d: torch.Tensor | None, camera: tor
 
 
 def default_camera(width: float, height: float, focal: float | None = None) -> torch.Tensor:
-    """Pinhole intrinsics (4,) [fx, fy, cx, cy] in normalised units (SPEC §5.3): focal px (default
+    """Pinhole intrinsics (4,) [fx, fy, cx, cy] in normalised units (docs/method.md §5.3): focal px (default
     1.15 x width), principal point at the image centre."""
     f = DEFAULT_FOCAL_FACTOR * width if focal is None else focal
     k = normalized_intrinsics(f, f, width / 2, height / 2, (0, 0, 0), (0, 0), width, height)

@@ -1,4 +1,4 @@
-"""Denoisers: KTPFormer (SPEC §2, §3.2) and D3DP's MixSTE (SPEC §3.1), built through build_model."""
+"""Denoisers: KTPFormer (docs/method.md §2, §3.2) and D3DP's MixSTE (docs/method.md §3.1), built through build_model."""
 from __future__ import annotations
 
 from .base import SpatioTemporalLifter

@@ -8,7 +8,7 @@ from ..skeleton import get_skeleton
 
 @dataclass(frozen=True)
 class ModelConfig:
-    # 'ktpformer' (SPEC §2, our diffusion denoiser §3.2) or 'mixste' (D3DP's MixSTE2, SPEC §3.1).
+    # 'ktpformer' (docs/method.md §2, our diffusion denoiser §3.2) or 'mixste' (D3DP's MixSTE2, docs/method.md §3.1).
     arch: str = "ktpformer"
     # True: D3DP denoiser f(x2d, x_t, t) -> x0 (5 input channels + time embedding).
     # False: the deterministic lifter f(x2d) -> 3D (KTPFormer as published).
@@ -21,7 +21,7 @@ class ModelConfig:
     depth: int = 7                 # official depth argument: KTPFormer 7 (pairs after KPA/TPA), MixSTE 8 (all pairs)
     num_heads: int = 8
     mlp_ratio: float = 2.0
-    drop_path_rate: float = 0.1    # 0.1 for training; the evaluation model uses 0 (SPEC §2.6)
+    drop_path_rate: float = 0.1    # 0.1 for training; the evaluation model uses 0 (docs/method.md §2.6)
     # Ablations of the KTPFormer paper (Tables 5-6).
     use_kpa: bool = True           # False: a Linear patch embedding replaces KPA
     use_tpa: bool = True           # False: no stacked TPA before the first temporal attention

@@ -1,4 +1,4 @@
-"""KTPFormer's graph convolutions: LearnableGraphConv, KPA/TPA, the stacked TPA (SPEC §2.1-2.2) and
+"""KTPFormer's graph convolutions: LearnableGraphConv, KPA/TPA, the stacked TPA (docs/method.md §2.1-2.2) and
 the input-level TPA of the PMD ablation (our choice)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 
 
 class LearnableGraphConv(nn.Module):
-    """y_i = S_ii (m_i ∘ x_i W0) + Σ_{j≠i} S_ij (m_j ∘ x_j W1) + b, with S = sym(A + Â) (SPEC §2.1).
+    """y_i = S_ii (m_i ∘ x_i W0) + Σ_{j≠i} S_ij (m_j ∘ x_j W1) + b, with S = sym(A + Â) (docs/method.md §2.1).
 
     A (the fixed local topology) is a non-persistent buffer: it moves with the module but, as in
     the official code, is not part of the state dict and is rebuilt from the skeleton/frame count.
@@ -55,7 +55,7 @@ class GraphConvBNReLU(nn.Module):
 
 
 class StackedTPA(nn.Module):
-    """Z = X + TPA_2(TPA_1(X)) over the frame axis (SPEC §2.2); one layer for the SMD-S ablation."""
+    """Z = X + TPA_2(TPA_1(X)) over the frame axis (docs/method.md §2.2); one layer for the SMD-S ablation."""
 
     def __init__(self, dim: int, adj: torch.Tensor, layers: int = 2,
                  use_prior: bool = True, use_global: bool = True):

@@ -1,4 +1,4 @@
-"""KTPFormer (SPEC §2) and its use as the D3DP denoiser (SPEC §3.2, our choice).
+"""KTPFormer (docs/method.md §2) and its use as the D3DP denoiser (docs/method.md §3.2, our choice).
 
 Table 6 of the KTPFormer paper compares four ways to combine KPA and TPA; ``ModelConfig.mode`` picks one:
 
@@ -20,10 +20,10 @@ from .layers import Attention, Mlp, drop_path_rates
 
 
 class PriorAttention(Attention):
-    """KPAttention / TPAttention (SPEC §2.3): prior(x) + P (+ e_t) -> pre-norm MHSA with residual.
+    """KPAttention / TPAttention (docs/method.md §2.3): prior(x) + P (+ e_t) -> pre-norm MHSA with residual.
 
     The residual source is the token after the positional (and time) embedding. Additions are out of
-    place: the official in-place add onto the ReLU output breaks autograd on PyTorch 2 (SPEC §12.4).
+    place: the official in-place add onto the ReLU output breaks autograd on PyTorch 2 (docs/method.md §12.4).
     The drop-path rate of this block is dpr[0] = 0, so the residual is a plain sum.
     """
 
@@ -45,7 +45,7 @@ class PriorAttention(Attention):
     def tokens(self, x: torch.Tensor, e_t: torch.Tensor | float = 0.0) -> torch.Tensor:
         """prior(x) + P (+ e_t): the embedded tokens that attend() takes."""
         h = self.prior(x) + self.pos
-        return h + e_t  # D3DP time embedding, added once after KPA + P_s (SPEC §3.2)
+        return h + e_t  # D3DP time embedding, added once after KPA + P_s (docs/method.md §3.2)
 
     def attend(self, h: torch.Tensor) -> torch.Tensor:
         """h + MHSA(LN(h)) on embedded tokens."""
@@ -56,7 +56,7 @@ class PriorAttention(Attention):
 
 
 class PriorBlock(nn.Module):
-    """KPA_Block / TPA_Block: PriorAttention, then x + MLP(LN(x)) with LN eps 1e-6 (SPEC §2.4)."""
+    """KPA_Block / TPA_Block: PriorAttention, then x + MLP(LN(x)) with LN eps 1e-6 (docs/method.md §2.4)."""
 
     def __init__(self, attn: PriorAttention, cfg: ModelConfig):
         super().__init__()

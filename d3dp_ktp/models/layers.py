@@ -1,4 +1,4 @@
-"""Transformer pieces shared by KTPFormer and MixSTE (SPEC §2.3-2.6, §3.1)."""
+"""Transformer pieces shared by KTPFormer and MixSTE (docs/method.md §2.3-2.6, §3.1)."""
 from __future__ import annotations
 
 import math
@@ -24,7 +24,7 @@ class DropPath(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention, qkv with bias, scale d^-1/2 (SPEC §2.3 step 6).
+    """Multi-head self-attention, qkv with bias, scale d^-1/2 (docs/method.md §2.3 step 6).
 
     'sdpa' and 'math' compute the same softmax(q k^T / sqrt(d)) v; sdpa lets GPUs use fused kernels.
     """
@@ -63,7 +63,7 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block; both LayerNorms use eps 1e-6 (SPEC §2.4)."""
+    """Pre-norm transformer block; both LayerNorms use eps 1e-6 (docs/method.md §2.4)."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float, attention: str):
         super().__init__()
@@ -79,7 +79,7 @@ class Block(nn.Module):
 
 
 class SinusoidalEmbedding(nn.Module):
-    """D3DP's sinusoidal embedding of the raw integer step t (SPEC §3.1): [sin | cos], (B,) -> (B, C)."""
+    """D3DP's sinusoidal embedding of the raw integer step t (docs/method.md §3.1): [sin | cos], (B,) -> (B, C)."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -98,5 +98,5 @@ def time_mlp(dim: int) -> nn.Sequential:
 
 
 def drop_path_rates(rate: float, n: int) -> list[float]:
-    """linspace(0, rate, n) as python floats (SPEC §2.6)."""
+    """linspace(0, rate, n) as python floats (docs/method.md §2.6)."""
     return [x.item() for x in torch.linspace(0, rate, n)]

@@ -1,4 +1,4 @@
-"""D3DP's MixSTE2 denoiser (SPEC §3.1), kept so the D3DP baseline and its checkpoints reproduce."""
+"""D3DP's MixSTE2 denoiser (docs/method.md §3.1), kept so the D3DP baseline and its checkpoints reproduce."""
 from __future__ import annotations
 
 import torch

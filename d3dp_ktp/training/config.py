@@ -1,4 +1,4 @@
-"""TrainConfig: optimisation and run settings (SPEC §6.7). Hyper-parameters first, runtime flags after."""
+"""TrainConfig: optimisation and run settings (docs/method.md §6.7). Hyper-parameters first, runtime flags after."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,7 +8,7 @@ from ..diffusion.config import SamplingConfig
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # --- hyper-parameters (D3DP column of SPEC §6.7) ---
+    # --- hyper-parameters (D3DP column of docs/method.md §6.7) ---
     epochs: int = 400
     lr: float = 6e-5                  # initial learning rate
     lr_decay: float = 0.993           # lr_e = lr · decay^e, applied after every epoch

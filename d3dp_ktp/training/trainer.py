@@ -137,7 +137,7 @@ class Trainer:
     def _train_epoch(self) -> bool:
         """Train on the rest of this epoch; True when all its batches are done."""
         tc, acc, st = self.cfg.train, self.accelerator, self.state
-        for group in self.optimizer.param_groups:  # lr_e = lr0 · decay^e (SPEC §6.7)
+        for group in self.optimizer.param_groups:  # lr_e = lr0 · decay^e (docs/method.md §6.7)
             group["lr"] = tc.lr * tc.lr_decay ** st.epoch
         batches = self._epoch_batches()
         # A DataLoader draws a worker base seed from the global torch RNG on every iter() unless it

@@ -2,7 +2,7 @@
 
 Poses are random points around a standing person near the world origin, so every camera of the
 real calibration tables sees them in front of it. 2D is the GT-style projection of the 3D with the
-camera's own model (SPEC §6.1), converted to pixels, so loaders can be checked for consistency.
+camera's own model (docs/method.md §6.1), converted to pixels, so loaders can be checked for consistency.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def random_world_poses(rng: np.random.RandomState, frames: int, joints: int) -> 
 
 def project_pixels(camera_space: np.ndarray, intrinsics: np.ndarray, res_w: int, res_h: int,
                    linear: bool = False) -> np.ndarray:
-    """Absolute camera-space points (F, J, 3) -> pixels (F, J, 2) with the SPEC §5.3 model."""
+    """Absolute camera-space points (F, J, 3) -> pixels (F, J, 2) with the docs/method.md §5.3 model."""
     proj = project_to_2d_linear if linear else project_to_2d
     norm = proj(torch.from_numpy(camera_space.astype(np.float32)), torch.from_numpy(intrinsics)).numpy()
     return image_coordinates(norm, res_w, res_h)

@@ -1,4 +1,4 @@
-"""Human3.6M loader on generated VideoPose3D-format files (SPEC §6.1-6.4)."""
+"""Human3.6M loader on generated VideoPose3D-format files (docs/method.md §6.1-6.4)."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""HumanEva-I in VideoPose3D format (SPEC §8)."""
+"""HumanEva-I in VideoPose3D format (docs/method.md §8)."""
 import numpy as np
 import pytest
 
@@ -16,7 +16,7 @@ def test_fifteen_joints_three_cameras_no_intrinsics(tmp_path):
     for video in ds:
         assert video.camera is None and (video.res_w, video.res_h) == (640, 480)
         assert video.positions_3d.shape[1:] == (15, 3)
-    # Validate/S3 uses S1's calibration (SPEC §8); check camera C2 against a hand rotation.
+    # Validate/S3 uses S1's calibration (docs/method.md §8); check camera C2 against a hand rotation.
     video = ds["Validate/S3"]["Walking 1 chunk0"][1]
     q, t_mm = humaneva.EXTRINSICS["S1"][1]
     cam_abs = (raw["Validate/S3"]["Walking 1 chunk0"] - np.array(t_mm) / 1000) @ rotation_matrix(q)

@@ -202,7 +202,7 @@ def test_projection_follows_the_h36m_distortion_model():
     point = np.array([0.3, -0.2, 1.4])
     X, Y, Z = world_to_camera(point, np.array(cam["orientation"]), np.array(cam["translation"]) / 1000)
     (k1, k2, k3), (p1, p2) = cam["radial_distortion"], cam["tangential_distortion"]
-    a, b = X / Z, Y / Z  # SPEC §5.3, written out in pixels
+    a, b = X / Z, Y / Z  # docs/method.md §5.3, written out in pixels
     r2 = a * a + b * b
     radial, tan = 1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3, p1 * a + p2 * b
     expected = [cam["focal_length"][0] * (a * (radial + tan) + p1 * r2) + cam["center"][0],

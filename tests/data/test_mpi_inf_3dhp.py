@@ -1,4 +1,4 @@
-"""MPI-INF-3DHP: D3DP's processed npz files and the official annot_data.mat (SPEC §7)."""
+"""MPI-INF-3DHP: D3DP's processed npz files and the official annot_data.mat (docs/method.md §7)."""
 import h5py
 import numpy as np
 import pytest

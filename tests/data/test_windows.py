@@ -1,4 +1,4 @@
-"""Training chunks (SPEC §6.5) and evaluation windows (SPEC §6.6)."""
+"""Training chunks (docs/method.md §6.5) and evaluation windows (docs/method.md §6.6)."""
 import numpy as np
 import pytest
 import torch

@@ -23,7 +23,7 @@ def script(name: str):
     spec = importlib.util.spec_from_file_location(f"eval_{name}", REPO / "eval" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return lambda argv: module.main(module.SPEC, argv)
+    return lambda argv: module.main(module.DATASET, argv)
 
 
 def tiny_checkpoint(path: Path, sampling: SamplingConfig | None = None, **model) -> Path:

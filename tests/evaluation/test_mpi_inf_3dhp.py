@@ -81,7 +81,7 @@ def test_sequence_mean_is_unweighted_and_all_is_pooled(dataset):
 
 def test_clean_p_best_ignores_invalid_frames_official_includes_them(dataset):
     # Hypothesis A: 10 mm on valid frames, 500 mm on invalid ones; B: 20 mm everywhere. Every window has
-    # an invalid frame, so over all frames (official, SPEC §7.4) B wins; over the scored frames A does.
+    # an invalid frame, so over all frames (official, docs/method.md §7.4) B wins; over the scored frames A does.
     ds, _ = dataset
     from d3dp_ktp.data.windows import window_frame_indices
 

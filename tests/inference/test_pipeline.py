@@ -58,7 +58,7 @@ def test_window_starts(frames, stride, starts):
 
 
 def test_stride_T_gives_the_spec_windows():
-    """SPEC §6.6: windows [iT, (i+1)T), the last aligned to the end, short inputs padded with the last frame."""
+    """docs/method.md §6.6: windows [iT, (i+1)T), the last aligned to the end, short inputs padded with the last frame."""
     for frames in range(1, 40):
         ours = window_indices(window_starts(frames, 9, 9), 9, frames)
         np.testing.assert_array_equal(ours, window_frame_indices(frames, 9), err_msg=f"F={frames}")

@@ -82,7 +82,7 @@ def mode_forward(mode, p, x2d, x_t=None, t=None, heads=4):
 
 # ------------------------------------------------------------------ sizes and keys
 def analytic_parameters(mode, C=512, J=17, T=243, c_in=5, L=7, r=2):
-    """Parameter count from the layer shapes (SPEC §2.1-2.8, §3.2), for SMD/UMD/PMD with 2 TPA layers."""
+    """Parameter count from the layer shapes (docs/method.md §2.1-2.8, §3.2), for SMD/UMD/PMD with 2 TPA layers."""
     gcn_bn = lambda i, o, N: (2 * i * o + N * o + N * N + o) + 2 * o  # noqa: E731  W, M, Â, b; BN affine
     ln = 2 * C
     attn = (C * 3 * C + 3 * C) + (C * C + C)                            # qkv, proj
@@ -96,7 +96,7 @@ def analytic_parameters(mode, C=512, J=17, T=243, c_in=5, L=7, r=2):
 
 
 def test_parameter_counts_at_paper_config():
-    # The formula reproduces SPEC's SMD count, so its PMD value is trustworthy. PMD differs from SMD
+    # The formula reproduces docs/method.md's SMD count, so its PMD value is trustworthy. PMD differs from SMD
     # only in TPA_1's W: (2, 5, 512) instead of (2, 512, 512), i.e. 36,266,614 - 524,288 + 5,120.
     assert analytic_parameters("smd") == 36_266_614
     assert analytic_parameters("pmd") == 36_266_614 - 2 * 512 * 512 + 2 * 5 * 512 == 35_747_446

@@ -14,7 +14,7 @@ from tests.models import inputs, tiny
 from tests.reference import official_ref as ref
 
 
-# ------------------------------------------------------------------ sizes (SPEC §2.8)
+# ------------------------------------------------------------------ sizes (docs/method.md §2.8)
 @pytest.mark.parametrize("kw,expected", [
     (dict(diffusion=False, num_frames=243), 35_213_430),
     (dict(diffusion=False, num_frames=81), 34_859_622),
@@ -50,7 +50,7 @@ def test_full_size_keys_are_the_official_ones():
     assert tuple(mix.state_dict()["Spatial_patch_to_embedding.weight"].shape) == (512, 5)
 
 
-# ------------------------------------------------------------------ initialisation (SPEC §2.1, §2.7, §3.1)
+# ------------------------------------------------------------------ initialisation (docs/method.md §2.1, §2.7, §3.1)
 def test_initial_values():
     torch.manual_seed(0)
     lifter = build_model(ModelConfig(diffusion=False))
@@ -130,7 +130,7 @@ def test_drop_path_is_per_first_axis_row():
     assert torch.equal(dp.eval()(x), x)
 
 
-# ------------------------------------------------------------------ graph (SPEC §2.1)
+# ------------------------------------------------------------------ graph (docs/method.md §2.1)
 def test_graph_adjacency_is_rebuilt_not_saved_and_init_S_values():
     torch.manual_seed(0)
     m = build_model(ModelConfig(**{**TINY, "depth": 1}))
@@ -226,7 +226,7 @@ def test_single_frame_model():
 
 
 def test_training_mode_backward_and_batch_norm_statistics():
-    """The official in-place add after ReLU breaks autograd (SPEC §12.4); ours must train."""
+    """The official in-place add after ReLU breaks autograd (docs/method.md §12.4); ours must train."""
     m = tiny(13, drop_path_rate=0.1).train()
     x2d, x_t, t = inputs(14)
     out = m(x2d, x_t, t)
@@ -239,7 +239,7 @@ def test_training_mode_backward_and_batch_norm_statistics():
 
 
 def test_batch_norm_statistics_run_over_samples_and_nodes():
-    """KPA's BN is BatchNorm1d(C) on the (S, C, J) layout: per channel over samples × joints (SPEC §2.2)."""
+    """KPA's BN is BatchNorm1d(C) on the (S, C, J) layout: per channel over samples × joints (docs/method.md §2.2)."""
     m = tiny(21, diffusion=False).train()
     bn = m.kpattention.attn.kpa.bn
     with torch.no_grad():

@@ -1,11 +1,11 @@
-"""A literal, functional re-implementation of the official KTPFormer / D3DP code paths (SPEC §1-§4).
+"""A literal, functional re-implementation of the official KTPFormer / D3DP code paths (docs/method.md §1-§4).
 
-Written from the SPEC alone and in the official repos' style (SemGCN graph utilities, timm-style
+Written from docs/method.md alone and in the official repos' style (SemGCN graph utilities, timm-style
 attention, einops-like rearranges spelled out with permute/reshape, DiffusionDet-style sampler), so
 that the library in ``d3dp_ktp`` can be checked against something that shares none of its code.
 Nothing here imports ``d3dp_ktp``.
 
-Every network function takes a *state dict with the official key names* (SPEC §2.9, §3.1-3.2), with
+Every network function takes a *state dict with the official key names* (docs/method.md §2.9, §3.1-3.2), with
 or without the DataParallel ``module.`` prefix stripped, and runs in evaluation mode: BatchNorm uses
 its running statistics, dropout and drop-path are the identity. The fixed graph A is rebuilt here
 from the skeleton (it is not in official state dicts).
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 # ----------------------------------------------------------------------------------------------
-# Skeleton (SPEC §1.1): VideoPose3D's Skeleton.remove_joints, then the shoulder rewiring.
+# Skeleton (docs/method.md §1.1): VideoPose3D's Skeleton.remove_joints, then the shoulder rewiring.
 # ----------------------------------------------------------------------------------------------
 H36M32_PARENTS = [-1, 0, 1, 2, 3, 4, 0, 6, 7, 8, 9, 0, 11, 12, 13, 14, 12, 16, 17, 18, 19, 20,
                   19, 22, 12, 24, 25, 26, 27, 28, 27, 30]
@@ -57,7 +57,7 @@ def h36m17():
 
 
 # ----------------------------------------------------------------------------------------------
-# Graph utilities (SPEC §1.2-1.3): SemGCN's adj_mx_from_edges, KTPFormer flavour (diag := 1).
+# Graph utilities (docs/method.md §1.2-1.3): SemGCN's adj_mx_from_edges, KTPFormer flavour (diag := 1).
 # ----------------------------------------------------------------------------------------------
 def _normalize_rows(mx: np.ndarray) -> np.ndarray:
     rowsum = mx.sum(1)
@@ -94,7 +94,7 @@ def temporal_adj(num_frames: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
-# Layers, functional (SPEC §2.1-2.4)
+# Layers, functional (docs/method.md §2.1-2.4)
 # ----------------------------------------------------------------------------------------------
 def linear(x, p, pre):
     return torch.matmul(x, p[pre + "weight"].t()) + p[pre + "bias"]
@@ -130,13 +130,13 @@ def mlp(x, p, pre):
 
 
 def block(x, p, pre, heads):
-    """Standard pre-norm Block, LayerNorm eps 1e-6 (SPEC §2.4)."""
+    """Standard pre-norm Block, LayerNorm eps 1e-6 (docs/method.md §2.4)."""
     x = x + mhsa(layer_norm(x, p, pre + "norm1.", 1e-6), p, pre + "attn.", heads)
     return x + mlp(layer_norm(x, p, pre + "norm2.", 1e-6), p, pre + "mlp.")
 
 
 def learnable_graph_conv(x, p, pre, A):
-    """SPEC §2.1: S = sym(A + Â); y = (S∘I)(M∘xW0) + (S∘(1-I))(M∘xW1) + b."""
+    """docs/method.md §2.1: S = sym(A + Â); y = (S∘I)(M∘xW0) + (S∘(1-I))(M∘xW1) + b."""
     W, M, adj2, bias = p[pre + "W"], p[pre + "M"], p[pre + "adj2"], p[pre + "bias"]
     h0 = torch.matmul(x, W[0])
     h1 = torch.matmul(x, W[1])
@@ -154,14 +154,14 @@ def batch_norm_eval(x, p, pre, eps=1e-5):
 
 
 def graph_conv_bn_relu(x, p, pre, A):
-    """KPA / TPA (SPEC §2.2): ReLU(BN(GCN(x))), BN on the (S, C, N) layout."""
+    """KPA / TPA (docs/method.md §2.2): ReLU(BN(GCN(x))), BN on the (S, C, N) layout."""
     x = learnable_graph_conv(x, p, pre + "gconv.", A).transpose(1, 2)
     x = batch_norm_eval(x, p, pre + "bn.").transpose(1, 2)
     return torch.relu(x)
 
 
 def sinusoidal_embedding(time, dim):
-    """D3DP's SinusoidalPositionEmbeddings (SPEC §3.1): [sin | cos] of the raw integer step."""
+    """D3DP's SinusoidalPositionEmbeddings (docs/method.md §3.1): [sin | cos] of the raw integer step."""
     half_dim = dim // 2
     emb = math.log(10000) / (half_dim - 1)
     emb = torch.exp(torch.arange(half_dim) * -emb)
@@ -176,8 +176,8 @@ def time_mlp(t, p, pre):
 
 
 # ----------------------------------------------------------------------------------------------
-# Shared pieces of both networks: input folding (SPEC §3.1 training/inference shapes) and the
-# alternating spatial/temporal stack (SPEC §2.5 step 8).
+# Shared pieces of both networks: input folding (docs/method.md §3.1 training/inference shapes) and the
+# alternating spatial/temporal stack (docs/method.md §2.5 step 8).
 # ----------------------------------------------------------------------------------------------
 def _fold_input(x_2d, x_3d, t, p, pre, C):
     """Returns tokens (b f, n, c_in), the time embedding (b f, n, C) or None, and the output shape."""
@@ -234,7 +234,7 @@ def strip_module(state: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# KTPFormer (SPEC §2.5) and the KTPFormer denoiser (SPEC §3.2)
+# KTPFormer (docs/method.md §2.5) and the KTPFormer denoiser (docs/method.md §3.2)
 # ----------------------------------------------------------------------------------------------
 def ktpformer_forward(p, x_2d, x_3d=None, t=None, heads=8, pre=""):
     """KTPFormer lifter (x_3d None) or denoiser; (B,T,J,3) or (B,H,T,J,3)."""
@@ -269,7 +269,7 @@ def ktpformer_forward(p, x_2d, x_3d=None, t=None, heads=8, pre=""):
 
 
 # ----------------------------------------------------------------------------------------------
-# D3DP's MixSTE2 (SPEC §3.1)
+# D3DP's MixSTE2 (docs/method.md §3.1)
 # ----------------------------------------------------------------------------------------------
 def mixste2_forward(p, x_2d, x_3d, t, heads=8, pre=""):
     """STE_forward, TTE_foward, ST_foward and the head; (B,T,J,3) or (B,H,T,J,3)."""
@@ -293,7 +293,7 @@ def mixste2_forward(p, x_2d, x_3d, t, heads=8, pre=""):
 
 
 # ----------------------------------------------------------------------------------------------
-# Official key lists (SPEC §2.9, §3.1, §3.2), for checking our state dicts
+# Official key lists (docs/method.md §2.9, §3.1, §3.2), for checking our state dicts
 # ----------------------------------------------------------------------------------------------
 _WB = ("weight", "bias")
 _BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -335,7 +335,7 @@ def mixste2_keys(depth=8) -> set[str]:
 
 
 # ----------------------------------------------------------------------------------------------
-# D3DP diffusion (SPEC §4.1, §4.4, §4.5)
+# D3DP diffusion (docs/method.md §4.1, §4.4, §4.5)
 # ----------------------------------------------------------------------------------------------
 def cosine_beta_schedule(timesteps=1000, s=0.008) -> np.ndarray:
     """Nichol & Dhariwal's cosine betas as D3DP computes them, float64 (NumPy here)."""
@@ -388,11 +388,11 @@ def _flip(x, left, right):
 def ddim_sample(model_fn, inputs_2d, latents, step_noise=None, sampling_timesteps=5, eta=1.0,
                 flip=True, scale=1.0, joints_left=(4, 5, 6, 11, 12, 13), joints_right=(1, 2, 3, 14, 15, 16),
                 kps_left=None, kps_right=None):
-    """D3DP's ``ddim_sample_flip`` (SPEC §4.4-4.5) with the randomness supplied.
+    """D3DP's ``ddim_sample_flip`` (docs/method.md §4.4-4.5) with the randomness supplied.
 
     model_fn(x2d (B,T,J,2), x_t (B,H,T,J,3), t (B,)) -> (B,H,T,J,3). latents: the initial ``img``;
     step_noise[k]: the ``randn_like`` draw of step k (k < K-1). With flip=False it is the same loop
-    without the mirrored pass (the official non-flip path is broken, SPEC §12.10; this is its intent).
+    without the mirrored pass (the official non-flip path is broken, docs/method.md §12.10; this is its intent).
     Returns the stacked x_start of every step, (B, K, H, T, J, 3).
     """
     jl, jr = list(joints_left), list(joints_right)
