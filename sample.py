@@ -24,7 +24,7 @@ to the 17 Human3.6M joints in docs/inputs.md):
                   python infer_video_d2.py --cfg COCO-Keypoints/keypoint_rcnn_R_101_FPN_3x.yaml ...
   VideoPose3D   the custom npz of data/prepare_data_2d_custom.py; our mocap data_2d_<name>_<kp>.npz
                   (several sequences: --sequence NAME)
-  ours          .npz 'keypoints' (frames, 17, 2|3) [+ 'width', 'height', 'layout'], .npy (frames, 17, 2|3),
+  ours          .npz 'keypoints' (frames, 17, 2|3) [+ 'width', 'height', 'layout', 'fps'], .npy (frames, 17, 2|3),
                   .json list of frames or {"frames": [...], "width": W, "height": H, "layout": "coco"},
                   .csv one row per frame x0,y0,(s0),x1,...
   A third value per keypoint is its detection confidence. Missing keypoints (NaN, confidence <= 0 or

@@ -340,6 +340,11 @@ def _read_our_npz(data: dict, path: Path) -> Detections:
         if gt.shape != (len(kp), 17, 3):
             raise ValueError(f"{path}: poses_3d_gt must have shape ({len(kp)}, 17, 3) (metres, one pose per "
                              f"keypoint frame), got {gt.shape}")
+    if "fps" in data:  # the frame rate of the outputs (animation, BVH, jitter) unless --fps/--video say otherwise
+        fps = _scalar(data["fps"], path, "fps")
+        if not fps or fps <= 0:
+            raise ValueError(f"{path}: fps must be a positive frame rate, got {data['fps']!r}")
+        extras["fps"] = fps
     return single_person(path, "our keypoint npz", kp, width=_scalar(data.get("width"), path, "width"),
                          height=_scalar(data.get("height"), path, "height"),
                          layout=_layout_name(data.get("layout"), path), extras=extras)

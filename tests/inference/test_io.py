@@ -251,3 +251,15 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
     assert list(tmp_path.iterdir()) == []
     write_json(tmp_path / "ok.json", {"x": 1})
     assert json.loads((tmp_path / "ok.json").read_text()) == {"x": 1} and len(list(tmp_path.iterdir())) == 1
+
+
+def test_our_npz_states_its_frame_rate(tmp_path):
+    """'fps' in our npz is the outputs' frame rate (resolve_fps: after --fps and --video); a bad one is refused."""
+    from d3dp_ktp.inference.outputs import resolve_fps
+
+    kf = _npz(tmp_path, np.ones((4, 17, 2)), width=10, height=10, layout="h36m", fps=50.0)
+    assert kf.extras["fps"] == 50.0
+    assert resolve_fps(None, kf.extras.get("fps"), None) == (50.0, "the input file")
+    assert resolve_fps(None, kf.extras.get("fps"), 30.0) == (30.0, "--fps")
+    with pytest.raises(ValueError, match="fps must be a positive frame rate"):
+        _npz(tmp_path, np.ones((4, 17, 2)), width=10, height=10, layout="h36m", fps=0.0)
