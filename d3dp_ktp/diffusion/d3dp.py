@@ -62,7 +62,7 @@ class D3DP(nn.Module):
         The target root is zeroed (the root column may carry the trajectory); the predicted root is
         not, so the loss pulls it to 0 as in D3DP. t (B,) and noise (B, T, J, 3) may be given.
         """
-        _check_pair(x2d, y3d)
+        _check_training_batch(x2d, y3d)
         B = y3d.shape[0]
         y = y3d.clone()
         y[..., self.skeleton.root, :] = 0
@@ -222,7 +222,8 @@ def _check_2d(x2d) -> None:
         raise ValueError("x2d contains NaN or inf; fill missing keypoints before sampling")
 
 
-def _check_pair(x2d, y3d) -> None:
+def _check_training_batch(x2d, y3d) -> None:
+    """The 2D condition and its 3D target: x2d (B, T, J, 2), y3d (B, T, J, 3)."""
     _check_2d(x2d)
     if not isinstance(y3d, torch.Tensor) or y3d.shape[:-1] != x2d.shape[:-1] or y3d.shape[-1] != 3:
         raise ValueError(f"y3d must have shape {tuple(x2d.shape[:-1]) + (3,)} to match x2d, "
