@@ -138,15 +138,20 @@ def parse_overrides(items: list[str]) -> dict:
     return nested
 
 
-def load_yaml(path: str | Path) -> dict:
-    """Read a YAML override file safely (no code execution)."""
+def read_yaml_file(path: str | Path, what: str = "config file"):
+    """Parse a YAML file safely (no code execution); ``what`` names it in the errors."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ValueError(f"config file {path} is not valid YAML: {err}") from None
+        raise ValueError(f"{what} {path} is not valid YAML: {err}") from None
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML override file: a mapping of sections (empty file: no overrides)."""
+    data = read_yaml_file(path)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import yaml
 
+from d3dp_ktp.config import read_yaml_file
 from d3dp_ktp.data.bvh import BvhMotion, forward_kinematics
 from d3dp_ktp.skeleton import H36M
 
@@ -129,14 +129,7 @@ def rig_map_from_dict(d: dict, where: str = "rig map") -> RigMap:
 
 
 def load_rig_map(path) -> RigMap:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"rig map not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
-    return rig_map_from_dict(data, str(path))
+    return rig_map_from_dict(read_yaml_file(path, "rig map"), str(path))
 
 
 # --- joint names ----------------------------------------------------------------------------------
