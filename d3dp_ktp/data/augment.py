@@ -8,7 +8,8 @@ chunk row, so an augmented run resumes exactly and every epoch sees new draws. T
 
 1. **body shape** (:func:`sample_body_scales`, :func:`rescale_bones`): every bone of the chunk's 3D
    pose is rescaled about its parent joint, bone directions (so all joint angles) kept; limb and torso
-   proportions vary by ``body_proportion`` and the estimated stature is set to a draw in ``body_height_m``.
+   proportions vary by ``body_proportion`` and the estimated stature is set to a draw in ``body_height_m``;
+   with ``body_floor`` the rescaled body is moved so its feet stay on the floor (:func:`keep_on_floor`).
 2. **camera** (:func:`sample_camera`): a new virtual pinhole camera (image size, focal length, height,
    pitch/roll jitter, distance chosen so the person fills a drawn share of the image) looks at the
    chunk; the 3D is moved into it. Without a camera draw the chunk keeps its own camera.
@@ -41,6 +42,7 @@ JOINT_NOISE_SCALE = np.array([1.4, 1.5, 1.2, 1.2, 1.5, 1.2, 1.2, 1.4, 1.0, 0.8, 
                               1.0, 1.1, 1.3, 1.0, 1.1, 1.3])
 # Ankle to sole (~4.5% of stature) is not a bone of the layout; added to the chain sum below.
 _SOLE_FRACTION = 0.045
+_ANKLES = (3, 6)
 
 
 # --- body shape --------------------------------------------------------------------------------
@@ -79,6 +81,21 @@ def rescale_bones(positions: np.ndarray, scales: np.ndarray, parents=H36M_PARENT
         if p >= 0:
             out[:, j] = out[:, p] + scales[j] * (positions[:, j] - positions[:, p])
     return out
+
+
+def keep_on_floor(before: np.ndarray, after: np.ndarray, lengths_before: np.ndarray, lengths_after: np.ndarray,
+                  up: np.ndarray) -> np.ndarray:
+    """Move the rescaled chunk ``after`` (T, J, 3) along ``up`` (3,), the world's up direction in its
+    coordinates, so that its lowest ankle stands where the lowest ankle of ``before`` (T, J, 3) stood,
+    raised or lowered by the change of the ankle-to-sole height with the stature. A shorter body keeps
+    its feet on the floor (the root moves down) instead of floating: the image height of the feet is
+    the cue to the distance, and so to the size, that a real recording has."""
+    up = np.asarray(up, np.float64) / np.linalg.norm(up)
+    sole = lambda lengths: stature(lengths) * _SOLE_FRACTION / (1 + _SOLE_FRACTION)  # noqa: E731
+    ankles = list(_ANKLES)
+    lowest = lambda x: float((x[:, ankles] @ up).min())  # noqa: E731
+    shift = lowest(before) + sole(lengths_after) - sole(lengths_before) - lowest(after)
+    return after + shift * up
 
 
 # --- virtual camera ----------------------------------------------------------------------------
@@ -193,11 +210,14 @@ def augment_chunk(x2d: np.ndarray, y3d: np.ndarray, camera: np.ndarray, R_cam: n
         absolute = np.array(y3d, np.float64)
         others = [j for j in range(absolute.shape[1]) if j != root]
         absolute[:, others] += absolute[:, root:root + 1]
+        R_world = R_cam if R_cam is not None else np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])
         if draw.body:
-            scales = sample_body_scales(rng, bone_lengths(absolute), draw.body_height_m, draw.body_proportion)
-            absolute = rescale_bones(absolute, scales)
+            lengths = bone_lengths(absolute)
+            scales = sample_body_scales(rng, lengths, draw.body_height_m, draw.body_proportion)
+            rescaled = rescale_bones(absolute, scales)
+            absolute = keep_on_floor(absolute, rescaled, lengths, lengths * scales, R_world[2]) \
+                if draw.body_floor else rescaled
         if draw.camera:
-            R_world = R_cam if R_cam is not None else np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])
             world = absolute @ R_world.T + (t_cam if t_cam is not None else 0.0)
             R, centre, camera, _, _ = sample_camera(rng, world, draw)
             absolute = world_to_camera_matrix(world, R, centre)

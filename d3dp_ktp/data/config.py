@@ -16,6 +16,7 @@ class AugmentConfig:
     body: bool = False
     body_height_m: tuple[float, float] = (1.4, 2.0)  # uniform draw of the stature
     body_proportion: float = 0.1  # each bone group (thigh, shank, spine, ...) x e^U(-p, p) before the height
+    body_floor: bool = True  # move the rescaled body so its lowest ankle stays on the floor (the root moves)
     # --- camera: re-project each chunk from a new virtual pinhole camera ---
     camera: bool = False
     camera_image_sizes: tuple[tuple[int, int], ...] = ((1000, 1000), (1920, 1080), (1280, 720), (1080, 1920),

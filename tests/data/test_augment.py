@@ -97,6 +97,28 @@ def test_body_shape_keeps_directions_and_reaches_the_drawn_height():
         A.rescale_bones(pos[:, :16], scales)
 
 
+def test_body_shape_keeps_the_feet_on_the_floor():
+    """A rescaled body stands on the floor it stood on (the root moves), unless body_floor is off."""
+    video = make_video(27)
+    R = camera_orientation_matrix(CAMERA)  # camera -> world
+    to_world = lambda y3d: absolute(y3d) @ R.T  # noqa: E731  (heights only: the centre is not needed)
+    floor = to_world(video.positions_3d)[:, [3, 6], 2].min()
+    for seed in range(10):
+        for keep in (True, False):
+            draw = AugmentConfig(body=True, body_floor=keep)
+            _, y3d, _ = A.augment_chunk(video.keypoints_2d, video.positions_3d, CAMERA.intrinsics, R, None,
+                                        np.random.default_rng(seed), draw)
+            world = to_world(y3d)
+            height = A.stature(A.bone_lengths(world))
+            sole = lambda h: h * 0.045 / 1.045  # noqa: E731  (ankle to sole, a share of the stature)
+            expected = floor + sole(height) - sole(A.stature(A.bone_lengths(to_world(video.positions_3d))))
+            if keep:
+                np.testing.assert_allclose(world[:, [3, 6], 2].min(), expected, atol=1e-6)
+            else:  # the root stays where it was: a short body floats, a tall one sinks
+                np.testing.assert_allclose(world[:, 0], to_world(video.positions_3d)[:, 0], atol=1e-6)
+                assert abs(world[:, [3, 6], 2].min() - expected) > 1e-3
+
+
 def test_virtual_camera_frames_the_person():
     world = walking(27)
     rng = np.random.default_rng(1)
