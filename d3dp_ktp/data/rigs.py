@@ -22,8 +22,12 @@ The map is keyed by H36M joint because several need a mix of BVH joints (pelvis,
 Name heuristics (:func:`parse_joint_name`): the namespace (``mixamorig:``), rig prefixes (``CC_Base_``,
 ``Bip01``), case and separators are ignored; the side is a ``Left``/``Right``/``L``/``R``/``l``/``r``
 word or a ``_L``/``.R`` suffix. What is left names the body part: ``UpLeg``/``UpperLeg``/``Thigh`` (hip
-joint), ``Leg``/``LowerLeg``/``Shin``/``Calf`` (knee), ``Foot`` (ankle), ``Arm``/``UpperArm``/``Shldr``
-(shoulder joint), ``ForeArm``/``LowerArm`` (elbow), ``Hand`` (wrist), ``Head``, ``Neck*``, ``Eye``. The
+joint; ``Hip`` too, as SMPL and Xsens name it), ``Leg``/``LowerLeg``/``Shin``/``Calf``/``Knee`` (knee),
+``Foot``/``Ankle`` (ankle), ``Arm``/``UpperArm``/``Shldr``/``UArm`` (shoulder joint; ``Shoulder`` only
+where no such name exists: it is the clavicle in MotionBuilder names, the shoulder joint in SMPL's and
+Xsens'), ``ForeArm``/``LowerArm``/``Elbow`` (elbow), ``Hand``/``Wrist`` (wrist), ``Head``, ``Neck*``,
+``Eye``. Where one chain names two joints of a distal role (SMPL's ``L_Ankle`` above ``L_Foot``, which
+is the ball of the foot; ``L_Wrist`` above ``L_Hand``), the one nearer the root is taken. The
 hierarchy then places what names cannot: the thorax is the first ``Neck*`` joint above the head (else
 the joint above the arms' branch point), the H36M spine point is interpolated halfway (by rest height)
 between the hip centre and the thorax, the head top is the highest End Site above the head when it is
@@ -137,7 +141,7 @@ def load_rig_map(path) -> RigMap:
 _PREFIX_WORDS = {"cc", "base", "bip01", "bip001", "bip", "mixamorig", "def", "org", "jnt", "bn", "b", "rig"}
 _SIDES = {"left": "L", "l": "L", "right": "R", "r": "R"}
 LIMB_PARTS = {  # role -> part names, best first
-    "thigh": ("upleg", "upperleg", "thigh", "thighbend", "femur"),
+    "thigh": ("upleg", "upperleg", "thigh", "thighbend", "femur", "hip"),
     "knee": ("leg", "lowerleg", "shin", "calf", "knee", "foreleg", "crus"),
     "ankle": ("foot", "ankle"),
     "upper_arm": ("arm", "upperarm", "uparm", "uarm", "shldr", "shldrbend", "humerus", "shoulder"),
@@ -176,6 +180,8 @@ def parse_joint_name(name: str) -> tuple[str | None, str]:
 
 # --- the automatic guess ------------------------------------------------------------------------
 
+# Where a rig names two joints of these roles on one chain, the one nearer the root is the H36M joint.
+_PROXIMAL_FIRST = ("ankle", "hand")
 _HELPER_BONES = ("twist", "roll", "share", "bend")  # extra bones riggers insert along a limb
 # Proportions of a standing adult used where names cannot help (H36M-like, fractions of the stature).
 _HEAD_TOP_ABOVE_HEAD = 0.114  # vertex of the skull above the head joint
@@ -201,6 +207,8 @@ def _find_limbs(names, parents, parsed) -> dict[tuple[str, str], int]:
         for role, parts in LIMB_PARTS.items():
             cands = [(parts.index(p), _depth(j, parents), j) for j, (s, p) in enumerate(parsed)
                      if s == side and p in parts]
+            if role in _PROXIMAL_FIRST:  # SMPL/Kinect: 'Ankle' above 'Foot' (the toes), 'Wrist' above 'Hand'
+                cands = [(depth, rank, j) for rank, depth, j in cands]
             if cands:
                 found[side, role] = min(cands)[2]
         for chain in (("thigh", "knee", "ankle"), ("upper_arm", "forearm", "hand")):

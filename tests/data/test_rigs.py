@@ -22,6 +22,8 @@ BODY = {
 BODY.update({"r" + k[1:]: (None if p is None else ("r" + p[1:] if p.startswith("l_") else p), (-o[0], o[1], o[2]))
              for k, (p, o) in list(BODY.items()) if k.startswith("l_")})
 HEAD_TOP = (0, 0.2, 0.0)  # head -> top of the skull, for rigs that have such a joint
+# Joints only some rigs have: role -> (parent role, OFFSET); included when a convention names them.
+OPTIONAL = {"head_top": ("head", HEAD_TOP), "l_palm": ("l_hand", (0.08, 0, 0)), "r_palm": ("r_hand", (-0.08, 0, 0))}
 
 CONVENTIONS = {
     "cmu": dict(hips="Hips", spine="Spine", chest="Spine1", neck="Neck", head="Head", l_clav="LeftShoulder",
@@ -46,10 +48,23 @@ CONVENTIONS = {
                   head="Bip01 Head", head_top="Bip01 HeadNub", l_clav="Bip01 L Clavicle", l_arm="Bip01 L UpperArm",
                   l_fore="Bip01 L Forearm", l_hand="Bip01 L Hand", l_thigh="Bip01 L Thigh", l_knee="Bip01 L Calf",
                   l_foot="Bip01 L Foot", l_toe="Bip01 L Toe0"),
+    # SMPL joint names (AMASS exports): L_Shoulder is the shoulder joint below L_Collar, L_Foot the ball of
+    # the foot below L_Ankle, L_Hand the knuckles below L_Wrist.
+    "smpl": dict(hips="Pelvis", spine="Spine1", chest="Spine3", neck="Neck", head="Head", l_clav="L_Collar",
+                 l_arm="L_Shoulder", l_fore="L_Elbow", l_hand="L_Wrist", l_palm="L_Hand", l_thigh="L_Hip",
+                 l_knee="L_Knee", l_foot="L_Ankle", l_toe="L_Foot"),
+    "xsens": dict(hips="Hips", spine="Chest", chest="Chest2", neck="Neck", head="Head", l_clav="LeftCollar",
+                  l_arm="LeftShoulder", l_fore="LeftElbow", l_hand="LeftWrist", l_thigh="LeftHip",
+                  l_knee="LeftKnee", l_foot="LeftAnkle", l_toe="LeftToe"),
+    "optitrack": dict(hips="Hip", spine="Ab", chest="Chest", neck="Neck", head="Head", l_clav="LShoulder",
+                      l_arm="LUArm", l_fore="LFArm", l_hand="LHand", l_thigh="LThigh", l_knee="LShin",
+                      l_foot="LFoot", l_toe="LToe"),
 }
 
 
 def _right(name: str) -> str:
+    if name.startswith("L_") or (name[0] == "L" and name[1].isupper()):  # SMPL 'L_Hip', OptiTrack 'LThigh'
+        return "R" + name[1:]
     for a, b in (("Left", "Right"), ("_L", "_R"), ("_L_", "_R_"), (" L ", " R ")):
         if a in name:
             return name.replace(a, b)
@@ -70,8 +85,7 @@ def rig_bvh(convention: str, num_frames: int = 12, unit: float = 1.0, all_positi
     OFFSET holds the standing height and its channels animate a displacement (iClone style)."""
     names = names_of(convention)
     body = dict(BODY)
-    if "head_top" in names:
-        body["head_top"] = ("head", HEAD_TOP)
+    body.update({role: where for role, where in OPTIONAL.items() if role in names})
     children: dict = {}
     for role, (parent, _) in body.items():
         children.setdefault(parent, []).append(role)
@@ -123,7 +137,7 @@ def test_name_heuristics_map_every_convention(convention):
         assert single["Head"] == names["head_top"]
 
 
-@pytest.mark.parametrize("convention", ["cmu", "biped", "mixamo"])
+@pytest.mark.parametrize("convention", ["cmu", "biped", "mixamo", "smpl", "xsens"])
 def test_guessed_rig_converts_at_true_size_with_head_on_top(tmp_path, convention):
     path = tmp_path / "walk.bvh"
     path.write_text(rig_bvh(convention))
