@@ -137,6 +137,15 @@ def write_custom_dataset(root: str | Path, name: str, positions_3d: Mapping, cam
             write_custom_2d(root, name, keypoints, positions_2d, layout_name, keypoints_symmetry))
 
 
+def custom_subjects(root: str | Path, name: str) -> list[str]:
+    """The subjects of data_3d_<name>.npz in ``root``, in file order."""
+    path, _ = custom_files(root, name, "")
+    if not path.is_file():
+        raise FileNotFoundError(f"custom dataset file not found: {path}. Produce it with "
+                                "python -m d3dp_ktp.data.prepare_mocap --out DIR --name NAME")
+    return list(load_npz(path)["positions_3d"])
+
+
 def load_custom(root: str | Path, name: str, keypoints: str, subjects: Sequence[str],
                 actions: ActionFilter = "*") -> PoseDataset:
     """Read the custom format into a PoseDataset (preprocessing of docs/method.md §6.3)."""

@@ -189,7 +189,7 @@ def check_subjects(requested: Sequence[str], available: Sequence[str], where: st
     missing = [s for s in requested if s not in available]
     if missing:
         raise ValueError(f"{where}: subjects {missing} are not in the data; available subjects: "
-                         f"{', '.join(available)}. Change subjects_train/subjects_test.")
+                         f"{', '.join(available)}. Pass --subjects (scripts) or set data.subjects_train/subjects_test (configs).")
 
 
 # --- shared preprocessing (docs/method.md §6.3) ---------------------------------------------------------

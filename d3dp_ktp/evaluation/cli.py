@@ -63,7 +63,9 @@ def build_parser(spec: DatasetCLI) -> argparse.ArgumentParser:
                    help=f"windows per batch; official P-Best depends on it (default {spec.batch_size}); "
                         "0 = as many as fit in memory (clean mode)")
     p.add_argument("--by-subject", action="store_true", default=spec.by_subject, help="also report per subject")
-    p.add_argument("--subjects", default=",".join(spec.subjects), help="comma-separated test subjects")
+    p.add_argument("--subjects", default=",".join(spec.subjects),
+                   help="comma-separated test subjects" + (f" (default {','.join(spec.subjects)})" if spec.subjects
+                                                           else " (default: see above)"))
     p.add_argument("--actions", default=spec.actions, help="action prefixes, comma-separated ('*' = all)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--hypotheses-sweep", type=_int_list, default=None, metavar="H1,H2,...",

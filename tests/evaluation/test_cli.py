@@ -154,3 +154,27 @@ def test_eval_samples_with_the_checkpoints_own_settings_unless_a_flag_is_given(t
     assert (s["num_hypotheses"], s["num_steps"], s["eta"], s["flip"], s["seed"]) == (3, 2, 0.5, True, 7)
     s = settings("given", "-K", "1", "--no-flip", "--seed", "2")
     assert (s["num_hypotheses"], s["num_steps"], s["eta"], s["flip"], s["seed"]) == (3, 1, 0.5, False, 2)
+
+
+def test_custom_cli_without_subjects_evaluates_the_files_held_out_subjects(tmp_path, capsys):
+    import numpy as np
+
+    from tests.data.fixtures import write_custom
+    write_custom(tmp_path / "data", np.random.RandomState(0), name="mine", keypoints="gt")
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    argv = ["--checkpoint", str(ckpt), "--data-dir", str(tmp_path / "data"), "--name", "mine", "--mode", "clean",
+            "--no-p2", *COMMON]
+    assert script("custom")(argv + ["--out", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "mine_clean.json").read_text())["settings"]["subjects"] == ["A", "B"]
+    assert "subjects: A, B" in capsys.readouterr().out
+
+
+def test_custom_default_subjects_leave_out_the_cmu_training_subjects(monkeypatch):
+    spec = importlib.util.spec_from_file_location("eval_custom_subjects", REPO / "eval" / "custom.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "custom_subjects", lambda root, name: ["cmu01", "cmu07", "cmu60", "cmu61"])
+    assert module.default_subjects("data", "cmu") == ["cmu07", "cmu61"]
+    monkeypatch.setattr(module, "custom_subjects", lambda root, name: ["cmu01", "cmu60"])
+    with pytest.raises(ValueError, match="pass --subjects"):
+        module.default_subjects("data", "cmu")
