@@ -29,10 +29,13 @@ Xsens'), ``ForeArm``/``LowerArm``/``Elbow`` (elbow), ``Hand``/``Wrist`` (wrist),
 ``Eye``. Where one chain names two joints of a distal role (SMPL's ``L_Ankle`` above ``L_Foot``, which
 is the ball of the foot; ``L_Wrist`` above ``L_Hand``), the one nearer the root is taken. The
 hierarchy then places what names cannot: the thorax is the first ``Neck*`` joint above the head (else
-the joint above the arms' branch point), the H36M spine point is interpolated halfway (by rest height)
-between the hip centre and the thorax, the head top is the highest End Site above the head when it is
-at least 7% of the stature above it (else a virtual site 11.4% of the stature above the head joint),
-and the nose-level joint mixes head and eyes (or head and head top).
+the joint above the arms' branch point), the H36M spine point lies 45.7% of the way from the hip
+centre to the thorax, the head top is an End Site 7-17% of the stature above the head (else a virtual
+site in the head's own frame, 10.3% of the stature along its up axis, so it nods with the head), and
+the nose-level joint mixes head and eyes (else a site up and forward of the head). These constants
+make the guess reproduce the two built-in CMU maps, whose joints the bundled model learned: on
+their files the guessed joints lie within 1 cm of the built-in ones (spine 0.197/0.803 for 0.2/0.8,
+head top 19.1 for 19 cm above the iClone head).
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ import numpy as np
 import yaml
 
 from d3dp_ktp.config import read_yaml_file
-from d3dp_ktp.data.bvh import BvhMotion, forward_kinematics
+from d3dp_ktp.data.bvh import BvhMotion, add_sites, forward_kinematics
 from d3dp_ktp.skeleton import H36M
 
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "cmu": 0.0254 / 0.45}
@@ -184,7 +187,13 @@ def parse_joint_name(name: str) -> tuple[str | None, str]:
 _PROXIMAL_FIRST = ("ankle", "hand")
 _HELPER_BONES = ("twist", "roll", "share", "bend")  # extra bones riggers insert along a limb
 # Proportions of a standing adult used where names cannot help (H36M-like, fractions of the stature).
-_HEAD_TOP_ABOVE_HEAD = 0.114  # vertex of the skull above the head joint
+_HEAD_TOP_ABOVE_HEAD = 0.114  # vertex of the skull above the head joint (the stature estimate's share)
+# Sites of rigs without a head-top End Site or eyes, in the head's frame, as shares of the stature estimate:
+# what the two built-in CMU maps place (head top 19 cm above the iClone head, 14 cm above the DAZ one; nose = head/eyes mix).
+_HEAD_TOP_SITE = 0.103  # the two maps give 0.100 and 0.107 of this estimate
+_NOSE_SITE = 0.0227  # up and forward each
+# The H36M spine point lies this far from the hip centre to the thorax (both built-in maps: 0.456, 0.459).
+_SPINE_ALONG = 0.457
 _MIN_HEAD_TOP, _MAX_HEAD_TOP = 0.07, 0.17  # an End Site this far above the head joint is the head top
 
 
@@ -222,14 +231,14 @@ def _find_limbs(names, parents, parsed) -> dict[tuple[str, str], int]:
 
 
 def _spine_mix(path: list[int], xyz: np.ndarray, hip_centre: np.ndarray, thorax: int):
-    """((joint, weight), ...) on the root->thorax path at the point halfway from the hip centre to the
-    thorax, measured along that axis (median over frames); xyz (F, n, 3), hip_centre (F, 3)."""
+    """((joint, weight), ...) on the root->thorax path at the point _SPINE_ALONG of the way from the hip
+    centre to the thorax, measured along that axis (median over frames); xyz (F, n, 3), hip_centre (F, 3)."""
     axis = xyz[:, thorax] - hip_centre
     along = {j: float(np.median(np.sum((xyz[:, j] - hip_centre) * axis, -1) / np.sum(axis * axis, -1)))
              for j in path}
     for a, b in zip(path[:-1], path[1:]):
-        if along[a] <= 0.5 < along[b]:
-            w = float(np.round((0.5 - along[a]) / (along[b] - along[a]), 3))
+        if along[a] <= _SPINE_ALONG < along[b]:
+            w = float(np.round((_SPINE_ALONG - along[a]) / (along[b] - along[a]), 3))
             return ((a, round(1.0 - w, 3)), (b, w)) if 0 < w < 1 else ((a if w <= 0 else b, 1.0),)
     return ((thorax, 1.0),)
 
@@ -270,19 +279,25 @@ def guess_rig_map(motion, name: str = "guessed") -> RigMap:
                                                                                   limbs[s, "ankle"]) for s in "LR"])
     stature = (leg + _distance(xyz, hip_centre, thorax) + _distance(xyz, thorax, head)) / (1 - _SKULL_AND_SOLE)
     spine = _spine_mix(path[:path.index(thorax) + 1], xyz, hip_centre, thorax)
+    up, forward = _head_axes(motion, step, head, hips, xyz[:, thorax] - hip_centre)
+    sites = []
     head_top = _head_top(xyz, parents, parsed, head, thorax, stature)
+    if head_top is None:  # no End Site marks the skull's top: a site in the head's own frame
+        sites.append(("HeadTop", names[head], _offset(_HEAD_TOP_SITE * stature * up)))
+        head_top = (("HeadTop", 1.0),)
     eyes = [limbs.get(("L", "eye")), limbs.get(("R", "eye"))]
     if all(e is not None and head in _ancestors(e, parents) for e in eyes):
         nose = ((head, 0.5), (eyes[0], 0.25), (eyes[1], 0.25))
-    else:  # a quarter of the way from the skull base to the top, where the eyes would be
-        nose = _combine(((head, 0.75),), head_top, 0.25)
+    else:  # where the built-in maps' head-and-eyes mix lies: up and forward of the head joint
+        sites.append(("Nose", names[head], _offset(_NOSE_SITE * stature * (up + forward))))
+        nose = (("Nose", 1.0),)
     one = lambda key: ((limbs[key], 1.0),)  # noqa: E731
     mixes = (((hips[0], 0.5), (hips[1], 0.5)), one(("R", "thigh")), one(("R", "knee")), one(("R", "ankle")),
              one(("L", "thigh")), one(("L", "knee")), one(("L", "ankle")), spine, ((thorax, 1.0),), nose,
              head_top, one(("L", "upper_arm")), one(("L", "forearm")), one(("L", "hand")),
              one(("R", "upper_arm")), one(("R", "forearm")), one(("R", "hand")))
-    joints = tuple(tuple((names[j], w) for j, w in mix) for mix in mixes)
-    return RigMap(name, None, 1.0, rest_frames(motion), (), joints, "feet")
+    joints = tuple(tuple((j if isinstance(j, str) else names[j], w) for j, w in mix) for mix in mixes)
+    return RigMap(name, None, 1.0, rest_frames(motion), tuple(sites), joints, "feet")
 
 
 _LIMB_JOINTS = {("R", "thigh"): "RHip", ("R", "knee"): "RKnee", ("R", "ankle"): "RAnkle", ("L", "thigh"): "LHip",
@@ -308,10 +323,9 @@ def _thorax_from_branch(path: list[int], limbs, parents) -> int:
 
 
 def _head_top(xyz: np.ndarray, parents, parsed, head: int, thorax: int, stature: float):
-    """Mix for the top of the skull. A descendant of the head (End Sites included) lying 7-17% of the
-    stature beyond the head along thorax -> head: one named like a head top ('HeadTop_End', 'HeadNub')
-    first, else the farthest. Without one: the point _HEAD_TOP_ABOVE_HEAD of the stature beyond the
-    head on the thorax -> head line (an affine mix of the two joints)."""
+    """Mix for the top of the skull: a descendant of the head (End Sites included) lying 7-17% of the
+    stature beyond the head along thorax -> head, one named like a head top ('HeadTop_End', 'HeadNub')
+    first, else the farthest; None without one."""
     direction = xyz[:, head] - xyz[:, thorax]
     direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
     beyond = {j: float(np.median(np.sum((xyz[:, j] - xyz[:, head]) * direction, -1)))
@@ -320,8 +334,46 @@ def _head_top(xyz: np.ndarray, parents, parsed, head: int, thorax: int, stature:
     if fits:
         named = [j for j in fits if parsed[j][1].startswith(("headtop", "headnub", "headend", "top"))]
         return ((min(named) if named else max(fits, key=beyond.get), 1.0),)
-    k = round(_HEAD_TOP_ABOVE_HEAD * stature / _distance(xyz, thorax, head), 3)
-    return ((head, 1.0 + k), (thorax, -k))
+    return None
+
+
+def _head_axes(motion, step: int, head: int, hips: list[int], torso: np.ndarray):
+    """(up, forward): unit vectors of the head's own frame, for sites that nod and turn with the head.
+
+    Taken from the rest pose (every channel 0), where each joint's frame is the file's: up from the hip
+    centre to the head, forward = left x up (left from the right hip to the left one), each snapped
+    to the nearest file axis within 25 deg, as the built-in maps' head offsets are. A rest pose that is
+    not upright (the torso's median up, seen in the head's frame while moving, lies over 45 deg away)
+    gives way to those median directions. ``torso`` (F, 3): hip centre -> thorax over the frames."""
+    rest = np.zeros_like(motion.offsets)
+    for j, p in enumerate(motion.parents):
+        rest[j] = motion.offsets[j] + (rest[p] if p >= 0 else 0.0)
+    up, left = _unit(rest[head] - rest[hips].mean(0)), _unit(rest[hips[0]] - rest[hips[1]])
+    probes = add_sites(motion, {f"_probe{a}": (motion.joint_names[head], np.eye(3)[a]) for a in range(3)})
+    xyz = forward_kinematics(BvhMotion(probes.joint_names, probes.parents, probes.offsets, probes.channels,
+                                       probes.frame_time, probes.motion[::step]))
+    n = len(motion.joint_names)
+    frames = xyz[:, n:n + 3] - xyz[:, head:head + 1]  # (F, 3 axes, 3): the head's axes in the world
+    seen_up = _unit(np.median(np.einsum("fac,fc->fa", frames, _unit(torso)), axis=0))
+    if float(up @ seen_up) < np.cos(np.radians(45)):
+        lateral = xyz[:, hips[0]] - xyz[:, hips[1]]
+        up, left = seen_up, _unit(np.median(np.einsum("fac,fc->fa", frames, _unit(lateral)), axis=0))
+    up = _snap(up)
+    return up, _snap(_unit(np.cross(left, up)))
+
+
+def _offset(v: np.ndarray) -> tuple[float, float, float]:
+    return tuple(round(float(x), 6) for x in v)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def _snap(v: np.ndarray, degrees: float = 25.0) -> np.ndarray:
+    """The nearest signed file axis when ``v`` (3,) lies within ``degrees`` of it, else ``v``."""
+    axis = int(np.argmax(np.abs(v)))
+    return np.sign(v[axis]) * np.eye(3)[axis] if abs(v[axis]) >= np.cos(np.radians(degrees)) else v
 
 
 def rest_frames(motion) -> int:

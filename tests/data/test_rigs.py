@@ -1,4 +1,6 @@
 """Any BVH rig: joint-name heuristics per naming convention, rig maps, units, translations, file names."""
+import re
+
 import numpy as np
 import pytest
 
@@ -250,3 +252,50 @@ def test_cli_list_joints_and_any_rig(tmp_path, capsys):
                  "--rig-map", str(tmp_path / "rig.yaml"), "--cameras", "1", "--noise-px", "0"]) == 0
     out = capsys.readouterr().out
     assert "take 1.bvh: rig guessed, units m, height" in out and "thigh 0.450 m" in out and "bvh " in out
+
+
+def _set_channel(text: str, joint: str, channel: str, value, frames=slice(None)) -> str:
+    """``text`` (BVH) with one channel of one joint set to ``value`` in the given frames."""
+    motion = parse_bvh(text)
+    j = motion.joint_names.index(joint)
+    column = sum(len(c) for c in motion.channels[:j]) + motion.channels[j].index(channel)
+    head, rows = text.split("Frame Time: 0.02\n")
+    rows = [r.split() for r in rows.strip().splitlines()]
+    for r in list(range(len(rows)))[frames]:
+        rows[r][column] = f"{value:.6f}"
+    return head + "Frame Time: 0.02\n" + "\n".join(" ".join(r) for r in rows) + "\n"
+
+
+def test_head_top_without_an_end_site_is_a_site_that_nods_with_the_head(tmp_path):
+    """No head-top End Site: the head top is a site in the head's frame along the rest pose's up (10.3% of
+    the stature), so it follows a nod of the head instead of the neck line; no eyes: the nose-level joint is
+    a site up and forward of the head."""
+    text = _set_channel(rig_bvh("cmu"), "Head", "Xrotation", 30.0, slice(6, None))  # nod in the last 6 frames
+    rig = guess_rig_map(parse_bvh(text))
+    sites = {name: (parent, np.array(offset)) for name, parent, offset in rig.sites}
+    assert sites["HeadTop"][0] == "Head" and sites["Nose"][0] == "Head"
+    top, nose = sites["HeadTop"][1], sites["Nose"][1]
+    assert top[0] == top[2] == 0 and 0.15 < top[1] < 0.22  # straight up the head's (= the file's) Y
+    assert nose[0] == 0 and nose[1] == nose[2] > 0  # up and forward (+Z: BODY faces +Z)
+    (tmp_path / "nod.bvh").write_text(text)
+    p = load_trial(tmp_path / "nod.bvh").positions  # frame 0 is the rest pose: dropped, so the nod is [5:]
+    a, b, lateral = p[:, 10] - p[:, 9], p[:, 8] - p[:, 7], p[:, 4] - p[:, 1]  # head top - nose, chest, hips
+    tilt = np.degrees(np.arctan2(np.sum(np.cross(a, b) * lateral, -1) / np.linalg.norm(lateral, axis=-1),
+                                 np.sum(a * b, -1)))  # signed, in the sagittal plane
+    np.testing.assert_allclose(abs(tilt[5:] - tilt[:5].mean()), 30.0, atol=0.1)
+    np.testing.assert_allclose(np.linalg.norm(p[:, 10] - p[:, 9], axis=-1),
+                               np.linalg.norm(p[0, 10] - p[0, 9]), atol=1e-6)  # a rigid point of the head
+
+
+def test_head_axes_come_from_the_motion_when_the_rest_pose_lies_down(tmp_path):
+    """A rig whose rest pose lies along -Z and whose root rotation stands it up gives the same joints."""
+    text = rig_bvh("cmu")
+    motion = parse_bvh(text)
+    turn = lambda m: f"OFFSET {float(m[1]):.6f} {float(m[3]):.6f} {-float(m[2]):.6f}"  # noqa: E731  (-90 deg about X)
+    lying = _set_channel(re.sub(r"OFFSET (\S+) (\S+) (\S+)", turn, text), "Hips", "Xrotation", 90.0)
+    (tmp_path / "up.bvh").write_text(text)
+    (tmp_path / "lying.bvh").write_text(lying)
+    np.testing.assert_allclose(forward_kinematics(parse_bvh(lying)), forward_kinematics(motion), atol=1e-5)
+    relative = lambda p: p - p[:, :1]  # noqa: E731
+    up = load_trial(tmp_path / "up.bvh").positions  # its frame 0 is a rest pose and dropped; the lying one has none
+    np.testing.assert_allclose(relative(load_trial(tmp_path / "lying.bvh").positions[1:]), relative(up), atol=1e-4)
