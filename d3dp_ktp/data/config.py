@@ -17,6 +17,9 @@ class AugmentConfig:
     body_height_m: tuple[float, float] = (1.4, 2.0)  # uniform draw of the stature
     body_proportion: float = 0.1  # each bone group (thigh, shank, spine, ...) x e^U(-p, p) before the height
     body_floor: bool = True  # move the rescaled body so its lowest ankle stays on the floor (the root moves)
+    # --- speed: replay each chunk faster or slower (and shifted) by interpolating the recording ---
+    speed: bool = False
+    speed_range: tuple[float, float] = (0.7, 1.6)  # log-uniform playback speed (1 = as recorded)
     # --- camera: re-project each chunk from a new virtual pinhole camera ---
     camera: bool = False
     camera_image_sizes: tuple[tuple[int, int], ...] = ((1000, 1000), (1920, 1080), (1280, 720), (1080, 1920),
@@ -39,11 +42,12 @@ class AugmentConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.body or self.camera or self.noise
+        return self.body or self.camera or self.noise or self.speed
 
     def __post_init__(self):
-        ranges = {"body_height_m": self.body_height_m, "camera_focal": self.camera_focal,
-                  "camera_fill": self.camera_fill, "camera_height_m": self.camera_height_m,
+        ranges = {"body_height_m": self.body_height_m, "speed_range": self.speed_range,
+                  "camera_focal": self.camera_focal, "camera_fill": self.camera_fill,
+                  "camera_height_m": self.camera_height_m,
                   "camera_distance_m": self.camera_distance_m, "noise_confidence": self.noise_confidence}
         for key, (low, high) in ranges.items():
             if not 0 < low <= high:

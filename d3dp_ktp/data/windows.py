@@ -43,6 +43,23 @@ def crop_replicate(seq: np.ndarray, start: int, end: int) -> np.ndarray:
     return seq[np.clip(np.arange(start, end), 0, len(seq) - 1)]
 
 
+def chunk_times(start: int, end: int, num_frames: int, rng: np.random.Generator, speed_range) -> np.ndarray:
+    """(T,) fractional frame times of a chunk replayed at a speed drawn log-uniformly in ``speed_range``
+    around its centre, the centre shifted by up to half a chunk; clipped to the video's [0, F - 1]."""
+    length = end - start
+    speed = math.exp(rng.uniform(math.log(speed_range[0]), math.log(speed_range[1])))
+    centre = (start + end - 1) / 2 + rng.uniform(-length / 2, length / 2)
+    return np.clip(centre + speed * (np.arange(length) - (length - 1) / 2), 0, num_frames - 1)
+
+
+def resample_frames(seq: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """seq (F, ...) linearly interpolated at (T,) fractional frame times in [0, F - 1] -> (T, ...)."""
+    i0 = np.minimum(np.floor(times).astype(np.int64), max(len(seq) - 2, 0))
+    i1 = np.minimum(i0 + 1, len(seq) - 1)
+    a = (times - i0).reshape((-1,) + (1,) * (seq.ndim - 1))
+    return ((1 - a) * seq[i0] + a * seq[i1]).astype(seq.dtype)
+
+
 def flip_camera(camera: np.ndarray) -> np.ndarray:
     """Mirror intrinsics to match a flipped image: negate c_x (index 2) and p1 (index 7)."""
     out = np.array(camera, copy=True)
@@ -110,6 +127,9 @@ class ChunkDataset(Dataset):
             rng = np.random.default_rng([self.seed, epoch, row])
             # prob < 1 keeps some chunks as recorded (in-distribution accuracy); prob = 1 draws nothing here
             if self.augment.prob >= 1.0 or rng.random() < self.augment.prob:
+                if self.augment.speed:
+                    times = chunk_times(start, end, video.num_frames, rng, self.augment.speed_range)
+                    x2d, y3d = (resample_frames(a, times) for a in (video.keypoints_2d, video.positions_3d))
                 x2d, y3d, cam = augment_chunk(x2d, y3d, cam, *_camera_to_world(video), rng, self.augment)
         if flip:
             x2d, y3d, cam = flip_pose(x2d, *self.kps), flip_pose(y3d, *self.joints), flip_camera(cam)

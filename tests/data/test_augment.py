@@ -55,7 +55,8 @@ def bone_directions(pos) -> np.ndarray:
     return bones / np.linalg.norm(bones, axis=-1, keepdims=True)
 
 
-ON = {"body": dict(body=True), "camera": dict(camera=True), "body+camera": dict(body=True, camera=True)}
+ON = {"body": dict(body=True), "camera": dict(camera=True), "body+camera": dict(body=True, camera=True),
+      "speed+body": dict(speed=True, body=True)}
 
 
 @pytest.mark.parametrize("which", sorted(ON))
@@ -209,3 +210,25 @@ def test_augment_config_is_validated():
     bad = Video("S1", "x", 0, video.keypoints_2d[:, :16], video.positions_3d, CAMERA)
     with pytest.raises(ValueError, match="17-joint H36M 2D and 3D"):
         ChunkDataset([bad], 27, [], [], [], [], "none", AugmentConfig(body=True))
+
+
+def test_speed_replays_a_chunk_faster_or_slower():
+    from d3dp_ktp.data.windows import chunk_times, resample_frames
+    seq = np.arange(40, dtype=np.float64).reshape(20, 2)
+    np.testing.assert_array_equal(resample_frames(seq, np.arange(20.0)), seq)
+    np.testing.assert_allclose(resample_frames(seq, np.array([0.5, 18.25, 19.0])), [[1, 2], [36.5, 37.5], [38, 39]])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        t = chunk_times(100, 127, 400, rng, (0.7, 1.6))
+        step = np.diff(t)
+        assert np.allclose(step, step[0]) and 0.7 <= step[0] <= 1.6  # one speed per chunk
+        assert 100 - 13.5 <= t.mean() <= 113 + 13.5  # centre shifted by at most half a chunk
+    assert chunk_times(0, 27, 10, rng, (1.6, 1.6)).max() == 9  # clipped to the video
+    videos = [make_video(200, 0)]
+    plain = ChunkDataset(videos, 27, [], [], [], [], "none")
+    fast = ChunkDataset(videos, 27, [], [], [], [], "none", AugmentConfig(speed=True, speed_range=(1.5, 1.5)))
+    row = 3  # a chunk in the middle: frames 81-107, nowhere near the ends after the shift
+    speed = lambda y3d: np.median(np.linalg.norm(np.diff(y3d[:, 0], axis=0), axis=-1))  # noqa: E731  (root)
+    np.testing.assert_allclose(speed(fast[row + len(fast)][1].numpy()), 1.5 * speed(plain[row][1].numpy()), rtol=1e-3)
+    with pytest.raises(ValueError, match="speed_range"):
+        AugmentConfig(speed_range=(1.5, 0.5))
