@@ -101,6 +101,9 @@ CMU_SALSA = _rig(
 
 RIGS = (CMU_ICLONE, CMU_SALSA)
 
+# Statures of the training bodies with body-shape augmentation (data.augment.body_height_m).
+ADULT_HEIGHT_M = (1.4, 2.0)
+
 # Subject split of the data README (held-out evaluation is by subject).
 SPLITS = {"train": ("cmu01", "cmu02", "cmu03", "cmu05", "cmu06", "cmu60"), "validate": ("cmu07", "cmu61")}
 
@@ -361,8 +364,19 @@ def load_trial(path, cfg: MocapConfig = MocapConfig(), rig: RigMap | None = None
     added = [n for n, m in zip(motion.joint_names, modes) if m == "add"]
     info = (f"{Path(path).name}: rig {rig.name}, units {unit}, height {stature(lengths):.2f} m, thigh "
             f"{0.5 * (lengths[2] + lengths[5]):.3f} m" + (f", {skip} reference frame(s) dropped" if skip else "")
-            + (f"; position channels read as displacements from OFFSET on {', '.join(added)}" if added else ""))
+            + (f"; position channels read as displacements from OFFSET on {', '.join(added)}" if added else "")
+            + _height_note(stature(lengths), unit))
     return Trial(subject, action, poses.astype(np.float32), cfg.fps, repaired, info)
+
+
+def _height_note(height_m: float, unit: str) -> str:
+    """A warning for a stature outside ADULT_HEIGHT_M: a child, or a figure exported at the wrong scale."""
+    low, high = ADULT_HEIGHT_M
+    if low <= height_m <= high:
+        return ""
+    return (f"; WARNING: {height_m:.2f} m is outside the adult {low}-{high} m the bundled model was trained on "
+            f"(units: {unit}); wrong units: pass --units; an adult exported at another scale (a '_scaled' "
+            "figure): set figure_scale in the map --list-joints prints and pass --rig-map")
 
 
 # --- virtual cameras -------------------------------------------------------------------------

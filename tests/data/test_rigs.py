@@ -299,3 +299,11 @@ def test_head_axes_come_from_the_motion_when_the_rest_pose_lies_down(tmp_path):
     relative = lambda p: p - p[:, :1]  # noqa: E731
     up = load_trial(tmp_path / "up.bvh").positions  # its frame 0 is a rest pose and dropped; the lying one has none
     np.testing.assert_allclose(relative(load_trial(tmp_path / "lying.bvh").positions[1:]), relative(up), atol=1e-4)
+
+
+def test_a_body_outside_adult_height_is_reported(tmp_path):
+    (tmp_path / "small.bvh").write_text(rig_bvh("cmu", unit=1.4))  # file units read as m: a 1.27 m figure
+    info = load_trial(tmp_path / "small.bvh", MocapConfig(units="m")).info
+    assert "WARNING: 1.2" in info and "figure_scale" in info
+    (tmp_path / "adult.bvh").write_text(rig_bvh("cmu"))
+    assert "WARNING" not in load_trial(tmp_path / "adult.bvh").info
