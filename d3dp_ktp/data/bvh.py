@@ -16,6 +16,8 @@ Conventions (the common reading of the BVH format, e.g. Blender's and CMU's conv
 """
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +88,7 @@ def _parse_hierarchy(tokens: list[str], where: str):
 def parse_bvh(text: str, where: str = "<string>") -> BvhMotion:
     """Parse BVH text. ``where`` names the source in error messages. Lines starting with '#' are
     comments (not in the original format, but Blender's importer skips them too)."""
-    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    text = "\n".join(line for line in text.lstrip("\ufeff").splitlines() if not line.lstrip().startswith("#"))
     head, sep, body = text.partition("MOTION")
     if not sep:
         raise ValueError(f"{where}: no MOTION section; is this a BVH file?")
@@ -102,6 +104,10 @@ def parse_bvh(text: str, where: str = "<string>") -> BvhMotion:
     num_frames, frame_time = int(tokens[1]), float(tokens[4])
     num_channels = sum(len(c) for c in channels)
     values = np.array(tokens[5:], dtype=np.float64)
+    if values.size < num_frames * num_channels and values.size % num_channels == 0 and values.size:
+        warnings.warn(f"{where}: the header says {num_frames} frames but the file holds "
+                      f"{values.size // num_channels}; using those")
+        num_frames = values.size // num_channels
     if frame_time <= 0 or values.size < num_frames * num_channels:
         raise ValueError(f"{where}: expected {num_frames} frames x {num_channels} channels with a "
                          f"positive frame time, got {values.size} values and frame time {frame_time}")
@@ -114,7 +120,8 @@ def load_bvh(path) -> BvhMotion:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"BVH file not found: {path}")
-    return parse_bvh(path.read_text(), where=str(path))
+    # UTF-8 (a BOM allowed); a joint name in another encoding is kept with replacement characters
+    return parse_bvh(path.read_bytes().decode("utf-8-sig", errors="replace"), where=str(path))
 
 
 def axis_rotation(axis: str, angle_deg: np.ndarray) -> np.ndarray:

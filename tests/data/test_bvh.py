@@ -117,3 +117,16 @@ def test_bad_input_errors(tmp_path):
         parse_bvh("HIERARCHY ROOT a { OFFSET 0 0 0 }")
     with pytest.raises(ValueError, match="frames"):
         parse_bvh(chain_bvh("ZXY", ["0 0 0"]))
+
+
+def test_exporter_quirks_are_read(tmp_path):
+    """A UTF-8 BOM, CRLF line ends, a non-UTF-8 byte in a joint name, and a header that counts one frame
+    more than the file holds (a warning, the frames present are used)."""
+    text = chain_bvh("ZXY", ["0 0 0 0 0 0 0 0 0 0 0 0", "1 0 0 0 0 0 0 0 0 0 0 0"])
+    path = tmp_path / "quirks.bvh"
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("J2", "J\xe92").replace("\n", "\r\n").encode("latin-1"))
+    motion = load_bvh(path)
+    assert motion.num_frames == 2 and motion.joint_names[0] == "Root" and motion.joint_names[2].startswith("J")
+    with pytest.warns(UserWarning, match="header says 3 frames but the file holds 2"):
+        short = parse_bvh(text.replace("Frames: 2", "Frames: 3"))
+    np.testing.assert_array_equal(short.motion, parse_bvh(text).motion)
