@@ -5,7 +5,8 @@
 
 Writes ``assets/demo/checkpoint/`` (our checkpoint folder, drop-path off) and
 ``assets/demo/demo_input.npz`` with ``keypoints`` (F, 17, 2) pixels, ``width``, ``height``, ``layout``
-and ``poses_3d_gt`` (F, 17, 3) camera-space metres, root-relative, for the demo's MPJPE.
+``poses_3d_gt`` (F, 17, 3) camera-space metres, root-relative, for the demo's MPJPE, and the
+recording's ``fps``.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def demo_sequence(data_root: str, name: str, keypoints: str, subject: str, actio
     kps = image_coordinates(video.keypoints_2d[sl], video.res_w, video.res_h)
     return {"keypoints": kps.astype(np.float32), "width": np.int64(video.res_w), "height": np.int64(video.res_h),
             "layout": "h36m", "poses_3d_gt": pos.astype(np.float32),
-            "source": f"CMU mocap (mocap.cs.cmu.edu) {subject} {action} camera {camera}, {keypoints} 2D"}
+            "source": f"CMU mocap (mocap.cs.cmu.edu) {subject} {action} camera {camera}, {keypoints} 2D",
+            **({"fps": float(dataset.fps)} if dataset.fps else {})}
 
 
 def main(argv: list[str] | None = None) -> None:
