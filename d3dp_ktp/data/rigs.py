@@ -268,8 +268,11 @@ def guess_rig_map(motion, name: str = "guessed") -> RigMap:
                          f"{', '.join(seen[:60])}{' ...' if len(seen) > 60 else ''}. Write a rig map "
                          "(--list-joints FILE prints a starting point) and pass --rig-map")
     step = max(1, motion.num_frames // 200)  # ~200 frames are plenty for medians
-    xyz = forward_kinematics(BvhMotion(motion.joint_names, motion.parents, motion.offsets, motion.channels,
-                                       motion.frame_time, motion.motion[::step]))
+    # one FK pass; three unit probes on the head give its axes (for the head sites, _head_axes)
+    probed = add_sites(motion, {f"_probe{a}": (names[head], np.eye(3)[a]) for a in range(3)})
+    xyz = forward_kinematics(BvhMotion(probed.joint_names, probed.parents, probed.offsets, probed.channels,
+                                       probed.frame_time, probed.motion[::step]))
+    xyz, head_axes = xyz[:, :len(names)], xyz[:, len(names):] - xyz[:, head:head + 1]  # (F, n, 3), (F, 3, 3)
     hips = [limbs["L", "thigh"], limbs["R", "thigh"]]
     hip_centre = xyz[:, hips].mean(1)
     path = _ancestors(head, parents)[::-1] + [head]
@@ -279,7 +282,7 @@ def guess_rig_map(motion, name: str = "guessed") -> RigMap:
                                                                                   limbs[s, "ankle"]) for s in "LR"])
     stature = (leg + _distance(xyz, hip_centre, thorax) + _distance(xyz, thorax, head)) / (1 - _SKULL_AND_SOLE)
     spine = _spine_mix(path[:path.index(thorax) + 1], xyz, hip_centre, thorax)
-    up, forward = _head_axes(motion, step, head, hips, xyz[:, thorax] - hip_centre)
+    up, forward = _head_axes(motion, head_axes, head, hips, xyz[:, thorax] - hip_centre, xyz)
     sites = []
     head_top = _head_top(xyz, parents, parsed, head, thorax, stature)
     if head_top is None:  # no End Site marks the skull's top: a site in the head's own frame
@@ -337,23 +340,19 @@ def _head_top(xyz: np.ndarray, parents, parsed, head: int, thorax: int, stature:
     return None
 
 
-def _head_axes(motion, step: int, head: int, hips: list[int], torso: np.ndarray):
+def _head_axes(motion, frames: np.ndarray, head: int, hips: list[int], torso: np.ndarray, xyz: np.ndarray):
     """(up, forward): unit vectors of the head's own frame, for sites that nod and turn with the head.
 
     Taken from the rest pose (every channel 0), where each joint's frame is the file's: up from the hip
     centre to the head, forward = left x up (left from the right hip to the left one), each snapped
     to the nearest file axis within 25 deg, as the built-in maps' head offsets are. A rest pose that is
     not upright (the torso's median up, seen in the head's frame while moving, lies over 45 deg away)
-    gives way to those median directions. ``torso`` (F, 3): hip centre -> thorax over the frames."""
+    gives way to those median directions. ``frames`` (F, 3 axes, 3): the head's axes in the world;
+    ``torso`` (F, 3): hip centre -> thorax; ``xyz`` (F, n, 3): the joints, over the same frames."""
     rest = np.zeros_like(motion.offsets)
     for j, p in enumerate(motion.parents):
         rest[j] = motion.offsets[j] + (rest[p] if p >= 0 else 0.0)
     up, left = _unit(rest[head] - rest[hips].mean(0)), _unit(rest[hips[0]] - rest[hips[1]])
-    probes = add_sites(motion, {f"_probe{a}": (motion.joint_names[head], np.eye(3)[a]) for a in range(3)})
-    xyz = forward_kinematics(BvhMotion(probes.joint_names, probes.parents, probes.offsets, probes.channels,
-                                       probes.frame_time, probes.motion[::step]))
-    n = len(motion.joint_names)
-    frames = xyz[:, n:n + 3] - xyz[:, head:head + 1]  # (F, 3 axes, 3): the head's axes in the world
     seen_up = _unit(np.median(np.einsum("fac,fc->fa", frames, _unit(torso)), axis=0))
     if float(up @ seen_up) < np.cos(np.radians(45)):
         lateral = xyz[:, hips[0]] - xyz[:, hips[1]]
